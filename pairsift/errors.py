@@ -1,0 +1,70 @@
+"""One error hierarchy. Every message says what is wrong and, where there is one, the fix.
+
+The CLI catches :class:`PairsiftError` once and exits non-zero with the message. Each subclass
+also subclasses the builtin it resembles, so library callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class PairsiftError(Exception):
+    """Base class for every error pairsift raises on purpose."""
+
+
+class StoreError(PairsiftError):
+    """The store cannot be opened or written as asked."""
+
+
+class SchemaError(PairsiftError, ValueError):
+    """A table's schema or schema version is not what this pairsift expects."""
+
+
+class TableNotFound(PairsiftError, KeyError):
+    """A table the command needs does not exist yet; the message names the command that makes it."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependency(PairsiftError, ImportError):
+    """An optional dependency is not installed; the message gives the pip line."""
+
+
+class UsageError(PairsiftError, ValueError):
+    """A bad combination of options or arguments; the message names the option."""
+
+
+class InvalidRecord(PairsiftError, ValueError):
+    """One input record is invalid. Formats as ``FILE:LINE: field 'X': problem``."""
+
+    def __init__(self, path: str, line: int | None, field: str | None, problem: str):
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.problem = problem
+        super().__init__(self.message)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
+
+    @property
+    def message(self) -> str:
+        if self.field:
+            return f"{self.where}: field '{self.field}': {self.problem}"
+        return f"{self.where}: {self.problem}"
+
+    def to_dict(self) -> dict:
+        return {"file": self.path, "line": self.line, "field": self.field, "error": self.problem}
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or say the exact install line."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingDependency(
+            f"{module} is needed for this command: pip install 'pairsift[{extra}]'"
+        ) from e

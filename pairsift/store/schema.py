@@ -1,0 +1,150 @@
+"""Arrow schemas of the store's tables and the schema version they carry.
+
+Every table pairsift writes has explicit Arrow types and the metadata key
+``pairsift.schema_version``; opening a store written by a newer pairsift fails loudly instead of
+misreading it. Ids are content hashes (see :mod:`pairsift.store.ids`), so every table is keyed by
+a stable string id and re-ingesting the same data adds nothing.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+VERSION_KEY = b"pairsift.schema_version"
+
+#: A chat message, as in TRL's conversational format.
+MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
+MESSAGES = pa.list_(MESSAGE)
+
+
+def with_version(schema: pa.Schema) -> pa.Schema:
+    """Stamp a schema with the current schema version."""
+    meta = dict(schema.metadata or {})
+    meta[VERSION_KEY] = str(SCHEMA_VERSION).encode()
+    return schema.with_metadata(meta)
+
+
+def schema_version(schema: pa.Schema) -> int | None:
+    raw = (schema.metadata or {}).get(VERSION_KEY)
+    return int(raw) if raw is not None else None
+
+
+PROMPTS = with_version(
+    pa.schema(
+        [
+            pa.field("prompt_id", pa.string(), nullable=False),
+            # The prompt as one string. For chat prompts this is a plain rendering
+            # ("role: content" blocks) for display and embedding; `messages` is the source of truth.
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("messages", MESSAGES),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("meta", pa.string()),  # JSON object, or null
+        ]
+    )
+)
+
+RESPONSES = with_version(
+    pa.schema(
+        [
+            pa.field("response_id", pa.string(), nullable=False),
+            pa.field("prompt_id", pa.string(), nullable=False),
+            # The completion alone (never prompt + completion). Kept verbatim: may be empty or blank.
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("messages", MESSAGES),  # conversational completions, else null
+            pa.field("source", pa.string()),  # generator / model / "human"; null when unknown
+            pa.field("score", pa.float64()),  # dataset-provided quality score; higher is better
+            pa.field("blank", pa.bool_(), nullable=False),  # empty or whitespace-only text
+            pa.field("meta", pa.string()),  # JSON object, or null
+        ]
+    )
+)
+
+PAIRS = with_version(
+    pa.schema(
+        [
+            # Hash of the UNORDERED response pair, so a labelled pair and the same candidate
+            # pair built later by `pairsift pairs` share one id.
+            pa.field("pair_id", pa.string(), nullable=False),
+            pa.field("prompt_id", pa.string(), nullable=False),
+            pa.field("chosen_id", pa.string(), nullable=False),
+            pa.field("rejected_id", pa.string(), nullable=False),
+            pa.field("label_source", pa.string(), nullable=False),  # e.g. "dataset"
+            pa.field("meta", pa.string()),
+        ]
+    )
+)
+
+#: The tables `pairsift ingest` writes, in commit order: children before parents, so a reader
+#: that sees a prompt also sees its responses and pairs.
+CORE_TABLES: dict[str, pa.Schema] = {"responses": RESPONSES, "pairs": PAIRS, "prompts": PROMPTS}
+
+
+# ---- computed per-response values (written by `pairsift embed` / `pairsift score`) ------------
+#
+# One table per named set, because vector widths and provenance differ per model:
+#   embeddings_<set>   keyed by `id` (a response_id, or a prompt_id for --target prompts)
+#   logprobs_<name>    keyed by `response_id` (e.g. logprobs_ref, logprobs_policy)
+#   rewards_<name>     keyed by `response_id`
+# The provenance (model id, revision, dtype, max_length, pooling, EOS, template, ...) is a JSON
+# object in the table's schema metadata under PROVENANCE_KEY; it is fixed when the set is created.
+
+PROVENANCE_KEY = b"pairsift.provenance"
+
+
+def embeddings_schema(dim: int, provenance: dict) -> pa.Schema:
+    return _with_provenance(
+        pa.schema(
+            [
+                pa.field("id", pa.string(), nullable=False),
+                pa.field("vector", pa.list_(pa.float32(), dim)),  # L2-normalised; null if not embeddable
+                pa.field("n_tokens", pa.int32(), nullable=False),
+                pa.field("truncated", pa.bool_(), nullable=False),
+            ]
+        ),
+        provenance,
+    )
+
+
+def logprobs_schema(provenance: dict) -> pa.Schema:
+    return _with_provenance(
+        pa.schema(
+            [
+                pa.field("response_id", pa.string(), nullable=False),
+                pa.field("logp_sum", pa.float64()),  # SUM of response-token log-probs given the prompt
+                pa.field("logp_mean", pa.float64()),  # MEAN over response tokens
+                pa.field("n_tokens", pa.int32(), nullable=False),  # response tokens scored
+                pa.field("token_ids", pa.list_(pa.int32())),  # response token ids (edit distance)
+                pa.field("truncated", pa.bool_(), nullable=False),
+            ]
+        ),
+        provenance,
+    )
+
+
+def rewards_schema(provenance: dict) -> pa.Schema:
+    return _with_provenance(
+        pa.schema(
+            [
+                pa.field("response_id", pa.string(), nullable=False),
+                pa.field("reward", pa.float64()),
+                pa.field("truncated", pa.bool_(), nullable=False),
+            ]
+        ),
+        provenance,
+    )
+
+
+def _with_provenance(schema: pa.Schema, provenance: dict) -> pa.Schema:
+    import json
+
+    meta = {PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()}
+    return with_version(schema.with_metadata(meta))
+
+
+def provenance(schema: pa.Schema) -> dict | None:
+    import json
+
+    raw = (schema.metadata or {}).get(PROVENANCE_KEY)
+    return json.loads(raw) if raw is not None else None
