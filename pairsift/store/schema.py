@@ -148,3 +148,40 @@ def provenance(schema: pa.Schema) -> dict | None:
 
     raw = (schema.metadata or {}).get(PROVENANCE_KEY)
     return json.loads(raw) if raw is not None else None
+
+
+# ---- subsets (written by `pairsift select`, read by `pairsift export` / `train`) ---------------
+
+SUBSETS = with_version(
+    pa.schema(
+        [
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("strategy", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),  # JSON: every parameter, seed included
+            pa.field("seed", pa.int64()),
+            pa.field("store_versions", pa.string(), nullable=False),  # JSON {table: version} read
+            pa.field("tag", pa.string(), nullable=False),  # the Lance tag pinning those versions
+            pa.field("counts", pa.string(), nullable=False),  # JSON: selected + excluded by reason
+            pa.field("labelled", pa.bool_(), nullable=False),  # False: out for annotation
+            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    )
+)
+
+SUBSET_MEMBERS = with_version(
+    pa.schema(
+        [
+            pa.field("subset", pa.string(), nullable=False),
+            pa.field("pair_id", pa.string(), nullable=False),
+            pa.field("prompt_id", pa.string(), nullable=False),
+            pa.field("rank", pa.int64(), nullable=False),  # 0 = first pick
+            pa.field("score", pa.float64()),  # the strategy's score for this pick
+            # Orientation; null on unlabelled subsets until `pairsift label import`.
+            pa.field("chosen_id", pa.string()),
+            pa.field("rejected_id", pa.string()),
+            # The unordered pair, always set (a_id < b_id).
+            pa.field("a_id", pa.string(), nullable=False),
+            pa.field("b_id", pa.string(), nullable=False),
+        ]
+    )
+)
