@@ -114,6 +114,9 @@ def ingest(
         reason = "given"
     else:
         raise UsageError(f"--format must be one of auto, {', '.join(sorted(READERS))}; got {format!r}")
+    if format != "multi" and options:
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise UsageError(f"{flags} only apply to --format multi, not {format}")
     guessed_dataset, guessed_split = default_names(path)
     report = IngestReport(
         path=str(path),
