@@ -57,13 +57,27 @@ class Store:
     # ---- tables -------------------------------------------------------------------------------
 
     def table_names(self) -> list[str]:
+        """Committed tables. A folder holding only uncommitted data files (a first write that
+        failed or was killed) is not a table."""
         names, token = [], None
         while True:
             page = self.db.list_tables(page_token=token)
             names.extend(page.tables)
             token = page.page_token
             if not token:
-                return sorted(names)
+                return sorted(n for n in names if self._committed(n))
+
+    def _committed(self, name: str) -> bool:
+        try:
+            lance.dataset(self.table_uri(name), storage_options=self.storage_options)
+        except ValueError:  # lance: "Dataset at path ... was not found"
+            return False
+        return True
+
+    def drop_orphan(self, name: str) -> None:
+        """Remove the data files of a table whose first commit never happened."""
+        if not self._committed(name) and name in self.db.list_tables().tables:
+            self.db.drop_table(name)
 
     def has_table(self, name: str) -> bool:
         return name in self.table_names()
@@ -84,7 +98,9 @@ class Store:
 
     def scan(self, name: str, version: int | str | None = None) -> pl.LazyFrame:
         """A Polars LazyFrame over the table; filters and projections are pushed into Lance."""
-        return pl.scan_lance(self.dataset(name, version))
+        self.table(name)  # for the error message
+        # Pass the URI, not a LanceDataset: polars re-opens a dataset object at its latest version.
+        return pl.scan_lance(self.table_uri(name), version=version, storage_options=self.storage_options)
 
     def create_table(self, name: str, schema: pa.Schema) -> lancedb.table.Table:
         """Create an empty table, or check that an existing one has a compatible schema."""
@@ -198,6 +214,10 @@ class Writer:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
+            return
+        for name, staged in self._staged.items():
+            if staged.read_version is None and staged.fragments:
+                self.store.drop_orphan(name)  # a new table's uncommitted files: leave no folder
 
     def append(self, name: str, data: pa.RecordBatch | pa.Table, schema: pa.Schema | None = None) -> None:
         """Queue rows for `name`. `schema` is required when the table does not exist yet."""
