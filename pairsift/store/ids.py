@@ -15,16 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_SEP = b"\x1f"  # unit separator: cannot be confused with content boundaries
+_SEP = "\x1f"  # unit separator between parts
 
 
 def content_id(*parts: str) -> str:
-    h = blake2b(digest_size=16)
-    for i, part in enumerate(parts):
-        if i:
-            h.update(_SEP)
-        h.update(part.encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
+    # One join + one encode + one digest: this runs once per record and per response on ingest.
+    # surrogatepass: JSON may carry lone surrogates ("\ud800"), which are still content.
+    return blake2b(_SEP.join(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def canonical_messages(messages: list[dict]) -> str:
