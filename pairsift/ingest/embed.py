@@ -1,0 +1,236 @@
+"""Response and prompt embeddings (METHODS.md §1 REAL, §4 RPO).
+
+An embedding is the masked mean of the model's last hidden state over the text's tokens
+(padding excluded), pooled and L2-normalised in fp32 whatever the forward dtype. Responses are
+embedded from their text ALONE (never prompt + response). Sentence-transformers models use the
+pooling and max length of their own config (all-MiniLM-L6-v2: mean, 256 tokens).
+
+Policies, recorded in each set's provenance and counted in the run report:
+- **Blank text** (empty or whitespace-only) is *not embeddable*: its row has a null vector and
+  ``n_tokens`` 0. Similarities with it are then null and never selected — no NaN, no made-up
+  vector that would look like a real response.
+- **Over-long text** keeps its first ``max_length`` tokens (special tokens such as [SEP] kept by
+  the tokenizer) and is flagged ``truncated``.
+- **EOS**: not appended by default (as the REAL reference does for HH); ``append_eos=True``
+  appends the tokenizer's EOS id (the reference does it for SHP).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ..errors import UsageError
+from ..store.schema import embeddings_schema
+from . import sets
+from .engine import ChunkWriter, Engine, Ragged, background
+from .models import MINILM, MINILM_ALIASES, Loaded, default_set_name, load
+
+POOLINGS = ("mean", "cls", "last")
+
+
+def embed(
+    store,
+    model: str | Loaded | None = None,
+    target: str = "responses",
+    name: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_length: int | None = None,
+    batch_tokens: int | None = None,
+    pooling: str | None = None,
+    append_eos: bool = False,
+    chunk_rows: int = 4096,
+    window_rows: int = 65_536,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Embed every response (or prompt) not yet in ``embeddings_<name>``; return a run report.
+
+    `progress(rows_done, rows_total)` is called after each batch. Killed at any point, a re-run
+    with the same arguments finishes the rest: rows are committed in chunks of `chunk_rows` and
+    ids already in the table are skipped.
+    """
+    if target not in ("responses", "prompts"):
+        raise UsageError(f"--target {target!r}: use 'responses' or 'prompts'")
+    if model is None:
+        if target == "responses":
+            raise UsageError("--model is required for response embeddings (e.g. microsoft/phi-1_5)")
+        model = MINILM
+    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
+    if name is None:
+        base = default_set_name(model_name)
+        name = f"prompt_{base}" if target == "prompts" else base
+    sets.check_name(name)
+    table_name = f"embeddings_{name}"
+    started = time.perf_counter()
+
+    loaded = model if isinstance(model, Loaded) else load(model, "embed", device, dtype)
+    net, tok = loaded.model, loaded.tokenizer
+    device = str(next(net.parameters()).device)
+    pooling = pooling or loaded.st_pooling or "mean"
+    if pooling not in POOLINGS:
+        raise UsageError(f"--pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+    max_length = max_length or _default_max_length(loaded)
+    if append_eos and tok.eos_token_id is None:
+        raise UsageError("--append-eos: the tokenizer has no EOS token")
+    dim = int(net.config.hidden_size)
+    prov = {
+        **loaded.provenance,
+        "kind": "embedding",
+        "target": target,
+        "dim": dim,
+        "pooling": pooling,
+        "pool_dtype": "float32",
+        "normalized": "l2",
+        "max_length": int(max_length),
+        "truncation": "keep_start",
+        "add_special_tokens": True,
+        "eos_appended": bool(append_eos),
+        "blank_text": "null vector",
+        "pairsift_version": sets.version(),
+    }
+    schema = embeddings_schema(dim, prov)
+    table = sets.open_set(store, table_name, schema)
+
+    key = "response_id" if target == "responses" else "prompt_id"
+    rows = store.scan(target).select(key, "text").collect()
+    rows, already = sets.pending(store, rows, table_name, "id", key)
+    total = rows.height
+    report = {
+        "table": table_name,
+        "target": target,
+        "model": prov.get("model"),
+        "rows_total": total + already,
+        "already_done": already,
+        "written": 0,
+        "blank": 0,
+        "truncated": 0,
+        "tokens": 0,
+        "provenance": prov,
+    }
+    done = 0
+
+    def windows():
+        for start in range(0, total, window_rows):
+            w = rows.slice(start, window_rows)
+            ids = w.get_column(key)
+            texts = w.get_column("text")
+            blank = texts.str.strip_chars().str.len_chars().fill_null(0).eq(0).to_numpy()
+            keep = np.flatnonzero(~blank)
+            text_list = texts.to_list()
+            seqs, truncated = tokenize(tok, [text_list[i] for i in keep], max_length, append_eos)
+            yield ids, blank, keep, seqs, truncated
+
+    engine = Engine(device, batch_tokens, pad_id=tok.pad_token_id or 0)
+    forward = pool_forward(net, pooling)
+    writer = ChunkWriter(table.add, chunk_rows)
+    try:
+        for ids, blank, keep, seqs, truncated in background(windows(), depth=1):
+            if blank.any():
+                b = np.flatnonzero(blank)
+                writer.add(_rows(schema, ids.gather(b), np.zeros((len(b), dim), np.float32), np.zeros(len(b), np.int32),
+                                 np.zeros(len(b), bool), null=np.ones(len(b), bool)))
+                report["blank"] += len(b)
+                done += len(b)
+            report["truncated"] += int(truncated.sum())
+            lengths = seqs.lengths
+            for idx, out in engine.run(forward, seqs):
+                writer.add(_rows(schema, ids.gather(keep[idx]), out["vector"], lengths[idx].astype(np.int32),
+                                 truncated[idx]))
+                done += len(idx)
+                if progress:
+                    progress(done, total)
+        report["written"] = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    report["tokens"] = engine.tokens
+    report["padded_tokens"] = engine.padded_tokens
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _default_max_length(loaded: Loaded) -> int:
+    if loaded.native_max_length:
+        return int(loaded.native_max_length)
+    cfg = loaded.model.config
+    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
+    return int(min(limit, 2048))
+
+
+def tokenize(tok, texts: list[str], max_length: int, append_eos: bool = False) -> tuple[Ragged, np.ndarray]:
+    """Token ids of each text (special tokens added, first `max_length` kept) and a truncated flag.
+
+    One batched call to the (Rust) tokenizer; texts cut by the first call are the only ones
+    tokenised again: tokenising to ``limit + 1`` tells exactly which exceed ``limit``.
+    """
+    limit = max_length - 1 if append_eos else max_length
+    if not texts:
+        return Ragged.from_lists([]), np.zeros(0, bool)
+    enc = tok(texts, add_special_tokens=True, truncation=True, max_length=limit + 1,
+              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    lengths = np.fromiter((len(x) for x in enc), dtype=np.int64, count=len(enc))
+    truncated = lengths > limit
+    if truncated.any():
+        cut = np.flatnonzero(truncated)
+        redo = tok([texts[i] for i in cut], add_special_tokens=True, truncation=True, max_length=limit,
+                   return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        for i, ids in zip(cut, redo):
+            enc[i] = ids
+    if append_eos:
+        eos = tok.eos_token_id
+        enc = [list(x) + [eos] for x in enc]
+    return Ragged.from_lists(enc), truncated
+
+
+def pool_forward(net, pooling: str = "mean"):
+    """The engine forward: last hidden state -> pooled, L2-normalised fp32 vectors."""
+    import torch
+    import torch.nn.functional as F
+
+    def forward(batch: dict) -> dict:
+        mask = batch.get("attention_mask")
+        h = net(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        lengths = batch["lengths"]
+        if pooling == "mean":
+            if mask is None:
+                v = h.float().mean(dim=1)
+            else:
+                m = mask.to(torch.float32).unsqueeze(1)  # [B, 1, T]
+                v = torch.bmm(m, h.float()).squeeze(1) / lengths.unsqueeze(1).to(torch.float32)
+        elif pooling == "cls":
+            v = h[:, 0].float()
+        else:  # last real token (right padding)
+            v = h[torch.arange(h.shape[0], device=h.device), lengths - 1].float()
+        return {"vector": F.normalize(v, dim=-1)}
+
+    return forward
+
+
+def _rows(schema: pa.Schema, ids, vecs: np.ndarray, n_tokens: np.ndarray, truncated: np.ndarray, null=None) -> pa.Table:
+    dim = schema.field("vector").type.list_size
+    return pa.table(
+        {
+            "id": ids.to_arrow().cast(pa.string()),
+            "vector": sets.vectors(vecs, dim, null),
+            "n_tokens": pa.array(n_tokens, pa.int32()),
+            "truncated": pa.array(truncated, pa.bool_()),
+        },
+        schema=schema,
+    )
+
+
+def is_minilm(model) -> bool:
+    return isinstance(model, str) and model.lower() in MINILM_ALIASES
+
+
+def read_embeddings(store, name: str, ids: list[str] | None = None) -> pl.DataFrame:
+    """The vectors of set `name` as a Polars frame (id, vector), optionally for some ids."""
+    lf = store.scan(f"embeddings_{name}").select("id", "vector")
+    if ids is not None:
+        lf = lf.filter(pl.col("id").is_in(ids))
+    return lf.collect()

