@@ -179,6 +179,9 @@ SUBSET_MEMBERS = with_version(
             # Orientation; null on unlabelled subsets until `pairsift label import`.
             pa.field("chosen_id", pa.string()),
             pa.field("rejected_id", pa.string()),
+            # Where the orientation came from: "dataset", "score", "reward:<rm>", "annotator"; null
+            # while unlabelled.
+            pa.field("label_source", pa.string()),
             # The unordered pair, always set (a_id < b_id).
             pa.field("a_id", pa.string(), nullable=False),
             pa.field("b_id", pa.string(), nullable=False),

@@ -1,0 +1,239 @@
+"""Run a strategy and save its picks as a named, auditable subset.
+
+A subset is two things in the store: its member rows in ``subset_members`` (pair id, prompt id,
+the unordered pair a/b, rank, score, orientation and where the orientation came from) and one
+manifest row in ``subsets`` (strategy, every parameter, seed, the version of each table read,
+the Lance tag pinning those versions, counts selected and excluded by reason, whether the
+subset is labelled, creation time). The versions are tagged ``subset-<name>`` on every table
+read, so cleanup cannot delete what a subset was selected from and export can read the same
+texts later. Training reads subsets through these two tables.
+
+Counts obey ``selected + sum(excluded.values()) == rows_read``: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import StoreError, TableNotFound, UsageError
+from ..store.schema import SUBSET_MEMBERS, SUBSETS
+from .strategies import Context, build_pool, get_strategy
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def tag_name(name: str) -> str:
+    return f"subset-{name}"
+
+
+@dataclass
+class SubsetResult:
+    name: str
+    strategy: str
+    params: dict[str, Any]
+    seed: int | None
+    labelled: bool
+    counts: dict[str, Any]
+    store_versions: dict[str, int]
+    tag: str
+    created_at: datetime
+    members: pa.Table = field(repr=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("members")
+        d["created_at"] = self.created_at.isoformat()
+        return d
+
+    def summary(self) -> str:
+        c = self.counts
+        reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(c["excluded"].items()) if v) or "none"
+        state = "labelled" if self.labelled else "UNLABELLED (export it for annotation)"
+        return (
+            f"subset '{self.name}' ({self.strategy}): {c['selected']:,} pairs from {c['prompts_selected']:,} "
+            f"prompts, {state}\n  read {c['rows_read']:,} pairs of {c['prompts_read']:,} prompts; "
+            f"excluded: {reasons}"
+        )
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise UsageError(
+            f"--name {name!r}: a subset name is 1-128 characters of letters, digits, '_', '.', '-' "
+            "and starts with a letter or digit"
+        )
+
+
+def subset_exists(store, name: str) -> bool:
+    return store.has_table("subsets") and store.count("subsets", f"name = '{name}'") > 0
+
+
+def select(
+    store,
+    strategy: str,
+    name: str,
+    *,
+    seed: int | None = 0,
+    where: str | None = None,
+    replace: bool = False,
+    **params: Any,
+) -> SubsetResult:
+    """Run `strategy` over ``pair_features`` and save the picks as subset `name`.
+
+    `params` are the strategy's options (``min``, ``max``, ``embedding``, ``k``, ...; see
+    :mod:`pairsift.select.strategies`); `where` is an SQL filter on ``pair_features`` pushed into
+    Lance; `seed` seeds every random choice (a NumPy Generator) and is recorded.
+    """
+    _check_name(name)
+    strat = get_strategy(strategy)
+    p = strat.configure(params)
+    if subset_exists(store, name) and not replace:
+        raise UsageError(f"subset '{name}' already exists: choose another --name or pass --replace")
+    if not store.has_table("pair_features"):
+        raise TableNotFound(f"store {store.uri} has no table 'pair_features': run `pairsift pairs` first")
+    for t in strat.tables(p):
+        if not store.has_table(t):
+            raise TableNotFound(f"store {store.uri} has no table '{t}': run `pairsift embed` first")
+    read = ["pair_features", *strat.tables(p)] + [t for t in ("prompts", "responses") if store.has_table(t)]
+    versions = store.versions(read)
+
+    rng = np.random.default_rng(seed)
+    pool = build_pool(store, strat, p, versions["pair_features"], where)
+    candidates = pool.df.height
+    excluded_before = sum(pool.excluded.values())
+    picks = strat.pick(pool, p, rng, Context(store, versions))
+    selected = len(picks.rows)
+    pool.excluded["not_selected"] += candidates - selected - (sum(pool.excluded.values()) - excluded_before)
+
+    members = _members(pool, picks, name, strat.orientation(p).label_source)
+    prompts_selected = members.column("prompt_id").unique().__len__() if selected else 0
+    counts = {
+        "rows_read": pool.rows_read,
+        "prompts_read": pool.prompts_read,
+        "candidates": candidates,
+        "selected": selected,
+        "prompts_selected": prompts_selected,
+        "excluded": {k: v for k, v in sorted(pool.excluded.items()) if v},
+        "prompts_excluded": {k: v for k, v in sorted(pool.prompts_excluded.items()) if v},
+        **picks.extra,
+    }
+    labelled = bool(pool.labelled)
+    result = SubsetResult(
+        name=name,
+        strategy=strat.name,
+        params={**p, "where": where},
+        seed=seed,
+        labelled=labelled,
+        counts=counts,
+        store_versions=versions,
+        tag=tag_name(name),
+        created_at=datetime.now(timezone.utc),
+        members=members,
+    )
+    save_subset(store, result, replace=replace)
+    return result
+
+
+def _members(pool, picks, name: str, margin_source: str | None) -> pa.Table:
+    rows = np.asarray(picks.rows, dtype=np.int64)
+    df = pool.df[rows].select("pair_id", "prompt_id", "a_id", "b_id", "_o", "label_source")
+    o = pl.col("_o")
+    src = pl.lit(margin_source) if margin_source else pl.col("label_source")
+    out = df.with_columns(
+        subset=pl.lit(name),
+        rank=pl.int_range(pl.len(), dtype=pl.Int64),
+        score=pl.Series(np.asarray(picks.score, dtype=np.float64)),
+        chosen_id=pl.when(o == 1).then("a_id").when(o == -1).then("b_id"),
+        rejected_id=pl.when(o == 1).then("b_id").when(o == -1).then("a_id"),
+        label_source=pl.when(o != 0).then(src),
+    )
+    out = out.with_columns(pl.col("score").fill_nan(None))
+    return out.select(SUBSET_MEMBERS.names).to_arrow().cast(SUBSET_MEMBERS)
+
+
+def save_subset(store, result: SubsetResult, replace: bool = False) -> None:
+    """Tag the versions read, then write members and the manifest (members first, so a reader
+    that sees the manifest sees every member)."""
+    if replace and subset_exists(store, result.name):
+        delete_subset(store, result.name)
+    try:
+        store.tag(result.tag, result.store_versions)
+    except StoreError as e:
+        raise StoreError(f"{e}: delete the stale tag '{result.tag}' or choose another --name") from e
+    manifest = pa.table(
+        {
+            "name": [result.name],
+            "strategy": [result.strategy],
+            "params": [json.dumps(result.params, sort_keys=True, default=str)],
+            "seed": [result.seed],
+            "store_versions": [json.dumps(result.store_versions, sort_keys=True)],
+            "tag": [result.tag],
+            "counts": [json.dumps(result.counts, sort_keys=True)],
+            "labelled": [result.labelled],
+            "created_at": [result.created_at],
+        },
+        schema=SUBSETS,
+    )
+    with store.writer() as w:
+        w.append("subset_members", result.members, SUBSET_MEMBERS)
+        w.append("subsets", manifest, SUBSETS)
+    # An empty subset writes no member rows: make sure the table exists for readers.
+    if not store.has_table("subset_members"):
+        store.create_table("subset_members", SUBSET_MEMBERS)
+
+
+def delete_subset(store, name: str) -> None:
+    """Remove a subset's members, manifest and tags (the tagged versions become collectable)."""
+    manifest = _manifest_rows(store, name)
+    if not manifest:
+        raise UsageError(f"no subset named '{name}' (see `pairsift subsets`)")
+    if store.has_table("subset_members"):
+        store.table("subset_members").delete(f"subset = '{name}'")
+    store.table("subsets").delete(f"name = '{name}'")
+    for table in json.loads(manifest[0]["store_versions"]):
+        if store.has_table(table):
+            tags = store.table(table).tags
+            if manifest[0]["tag"] in tags.list():
+                tags.delete(manifest[0]["tag"])
+
+
+def _manifest_rows(store, name: str | None = None) -> list[dict]:
+    if not store.has_table("subsets"):
+        return []
+    if name is not None:
+        _check_name(name)
+    flt = f"name = '{name}'" if name is not None else None
+    return store.dataset("subsets").to_table(filter=flt).to_pylist()
+
+
+def _decode(row: dict) -> dict:
+    out = dict(row)
+    for key in ("params", "store_versions", "counts"):
+        out[key] = json.loads(out[key])
+    return out
+
+
+def list_subsets(store) -> list[dict]:
+    """Every subset's manifest (JSON fields decoded), oldest first."""
+    rows = [_decode(r) for r in _manifest_rows(store)]
+    return sorted(rows, key=lambda r: (r["created_at"], r["name"]))
+
+
+def load_subset(store, name: str) -> tuple[dict, pa.Table]:
+    """(manifest, members in rank order) of subset `name`."""
+    rows = _manifest_rows(store, name)
+    if not rows:
+        known = ", ".join(r["name"] for r in _manifest_rows(store)) or "none"
+        raise UsageError(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
+    members = store.dataset("subset_members").to_table(filter=f"subset = '{name}'")
+    order = pc.sort_indices(members, [("rank", "ascending")])
+    return _decode(rows[0]), members.take(order)
