@@ -146,7 +146,7 @@ def tiny_model(tok, seed: int = 0):
     torch.manual_seed(seed)
     cfg = GPT2Config(
         vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=2, n_head=2,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
     return GPT2LMHeadModel(cfg)
 

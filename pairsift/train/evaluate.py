@@ -1,0 +1,184 @@
+"""`pairsift eval`: what the papers measure, on a held-out subset (METHODS.md §1 evaluation).
+
+For each labelled pair, with ``D = logp_theta(y|x) - logp_ref(y|x)`` summed over TRL's
+completion tokens (same tokenisation, EOS and truncation as training):
+
+* ``loss`` — DPO loss ``-log sigma(beta * (D+ - D-))``, mean over pairs;
+* ``reward_margin_beta`` — ``beta * (D+ - D-)``, mean: the margin WITH beta (TRL's ``rewards/margins``);
+* ``reward_margin_no_beta`` — ``D+ - D-``, mean: WITHOUT beta (what the REAL reference code logs);
+* ``reward_accuracy`` — fraction of pairs with ``D+ > D-`` (ties count as wrong, as in TRL).
+
+Given several checkpoints (or a run directory with ``checkpoint-N`` folders) it evaluates each
+one against the same reference log-probs: that list is the real training curve.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..store import Store
+from .run import MANIFEST, load_model, load_tokenizer, resolve_device
+from .stream import subset_table
+
+
+def preference_metrics(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float) -> dict:
+    """Pairwise metrics from summed log-probs (arrays of equal length), in float64."""
+    pc, pr, rc, rr = (np.asarray(x, dtype=np.float64) for x in (policy_chosen, policy_rejected, ref_chosen, ref_rejected))
+    margin = (pc - rc) - (pr - rr)
+    if margin.size == 0:
+        raise UsageError("no pair left to evaluate (all prompts longer than --max-length?)")
+    return {
+        "n_pairs": int(margin.size),
+        "beta": beta,
+        "loss": float(np.mean(np.logaddexp(0.0, -beta * margin))),  # -log sigma(x) = log(1 + e^-x)
+        "reward_margin_beta": float(np.mean(beta * margin)),
+        "reward_margin_no_beta": float(np.mean(margin)),
+        "reward_accuracy": float(np.mean(margin > 0)),
+        "reward_chosen_beta": float(np.mean(beta * (pc - rc))),
+        "reward_rejected_beta": float(np.mean(beta * (pr - rr))),
+    }
+
+
+def expand_checkpoints(paths: list[str]) -> list[tuple[str, int | None]]:
+    """(path, step) for each model; a run directory expands into its checkpoint-N folders, then itself."""
+    out: list[tuple[str, int | None]] = []
+    for p in paths:
+        path = Path(p)
+        ckpts = sorted(
+            (c for c in path.glob("checkpoint-*") if c.is_dir() and re.fullmatch(r"checkpoint-\d+", c.name)),
+            key=lambda c: int(c.name.split("-")[1]),
+        ) if path.is_dir() else []
+        for c in ckpts:
+            out.append((str(c), int(c.name.split("-")[1])))
+        final = _final_step(path)
+        if not ckpts or ((path / "config.json").exists() and final != int(ckpts[-1].name.split("-")[1])):
+            out.append((p, final))  # the run dir's final model, unless it is the last checkpoint
+    return out
+
+
+def _final_step(path: Path) -> int | None:
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    if m:
+        return int(m.group(1))
+    manifest = path / MANIFEST
+    if manifest.exists():
+        log = json.loads(manifest.read_text()).get("log_history") or []
+        steps = [h.get("step") for h in log if h.get("step") is not None]
+        return max(steps) if steps else None
+    return None
+
+
+class _Scorer:
+    """Tokenises and collates a held-out subset once with TRL's DPOTrainer, then scores models on it."""
+
+    def __init__(self, rows: list[dict], first_model, ref_model, tokenizer, beta, batch_size, max_length, device):
+        import datasets
+        from trl import DPOConfig, DPOTrainer
+
+        use_cpu, bf16 = resolve_device(device)
+        ds = datasets.Dataset.from_list(rows)
+        args = DPOConfig(
+            output_dir="/tmp/pairsift-eval", per_device_eval_batch_size=batch_size, per_device_train_batch_size=batch_size,
+            max_length=max_length, beta=beta, report_to="none", use_cpu=use_cpu, bf16=bf16,
+            save_strategy="no", dataloader_num_workers=0, gradient_checkpointing=False, disable_tqdm=True,
+        )
+        self.trainer = DPOTrainer(model=first_model, ref_model=ref_model, args=args, train_dataset=ds,
+                                  eval_dataset=ds, processing_class=tokenizer)
+        self.batches = [self.trainer._prepare_inputs(b) for b in self.trainer.get_eval_dataloader()]
+        self._ref = None
+
+    def logps(self, model) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        chosen, rejected = [], []
+        model.eval()
+        with torch.no_grad():
+            for batch in self.batches:
+                c, r = self.trainer.compute_ref_log_probs(model, batch)
+                chosen.append(c.float().cpu().numpy())
+                rejected.append(r.float().cpu().numpy())
+        return np.concatenate(chosen), np.concatenate(rejected)
+
+    def reference(self):
+        if self._ref is None:
+            self._ref = self.logps(self.trainer.ref_model)
+        return self._ref
+
+    def prepare(self, model):
+        """A freshly loaded checkpoint gets TRL's fused LM head and the trainer's device."""
+        from trl.trainer.utils import add_fused_lm_head
+
+        add_fused_lm_head(model)
+        return model.to(self.trainer.accelerator.device)
+
+
+def evaluate(
+    store: Store,
+    subset: str,
+    models: list,
+    ref_model,
+    *,
+    beta: float = 0.1,
+    batch_size: int = 8,
+    max_length: int = 1024,
+    device: str = "auto",
+    tokenizer=None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Evaluate one or more checkpoints on a held-out subset; ``results`` is the training curve.
+
+    `models` are paths (a run directory expands to its checkpoints) or model objects; `ref_model`
+    a path or object. The tokenizer is the reference model's unless given.
+    """
+    if not beta > 0:
+        raise UsageError(f"--beta: must be > 0, got {beta}")
+    if not models:
+        raise UsageError("--model: give at least one checkpoint")
+    entries: list[tuple[object, str, int | None]] = []
+    for m in models:
+        if isinstance(m, (str, Path)):
+            entries.extend((path, path, step) for path, step in expand_checkpoints([str(m)]))
+        else:
+            entries.append((m, type(m).__name__, None))
+    if tokenizer is None:
+        if not isinstance(ref_model, (str, Path)):
+            raise UsageError("pass tokenizer= when the reference model is an object")
+        tokenizer = load_tokenizer(str(ref_model))
+    ref = load_model(str(ref_model)) if isinstance(ref_model, (str, Path)) else ref_model
+    ref.eval()
+
+    table = subset_table(store, subset)
+    rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in zip(
+        table.column("prompt").to_pylist(), table.column("chosen").to_pylist(), table.column("rejected").to_pylist()
+    )]
+    if not rows:
+        raise UsageError(f"subset '{subset}' is empty")
+
+    def load(obj):
+        return load_model(obj) if isinstance(obj, str) else obj
+
+    first = load(entries[0][0])
+    scorer = _Scorer(rows, first, ref, tokenizer, beta, batch_size, max_length, device)
+    rc, rr = scorer.reference()
+    results = []
+    for i, (obj, label, step) in enumerate(entries):
+        if progress:
+            progress(label)
+        model = scorer.trainer.model if i == 0 else scorer.prepare(load(obj))
+        pc, pr = scorer.logps(model)
+        metrics = preference_metrics(pc, pr, rc, rr, beta)
+        results.append({"model": label, "step": step, **metrics})
+    return {
+        "subset": subset,
+        "ref_model": str(ref_model) if isinstance(ref_model, (str, Path)) else type(ref_model).__name__,
+        "beta": beta,
+        "n_pairs_in_subset": len(rows),
+        "margins": "reward_margin_beta includes beta; reward_margin_no_beta does not",
+        "results": results,
+    }
