@@ -128,7 +128,9 @@ def _jsonl(p: Path, origin: Origin, f=None) -> Iterator[SourceRecord]:
 
 
 def _utf8_problem(b: bytes, e: UnicodeDecodeError) -> str:
-    return f"invalid UTF-8 at byte {e.start} of the line ({b[e.start:e.start + 4]!r}: {e.reason})"
+    # 1-based, like the column numbers of JSON errors and editors.
+    bad = b[e.start : e.start + 4]
+    return f"invalid UTF-8 at byte {e.start + 1} of the line ({bad!r}: {e.reason})"
 
 
 def _json_problem(e: ValueError) -> str:
@@ -231,7 +233,8 @@ def _json_elements(text: str, origin: Origin) -> Iterator[SourceRecord]:
             pos += 1
         line += text.count("\n", start, pos)
         if pos >= n:
-            yield line, InvalidRecord(path, line, None, "invalid JSON: unterminated array"), None, origin
+            problem = "invalid JSON: unterminated array"
+            yield line, InvalidRecord(path, line, None, problem), None, origin
             return
         ch = text[pos]
         if ch == "]" and (first or not expect_value):
@@ -252,7 +255,7 @@ def _json_elements(text: str, origin: Origin) -> Iterator[SourceRecord]:
         try:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            yield e.lineno, InvalidRecord(path, e.lineno, None, f"invalid JSON: {e.msg} (column {e.colno})"), None, origin
+            yield e.lineno, InvalidRecord(path, e.lineno, None, _json_problem(e)), None, origin
             return
         raw = text[pos:end]
         if type(obj) is not dict:
@@ -284,7 +287,8 @@ def _parquet(p: Path, origin: Origin) -> Iterator[SourceRecord]:
     try:
         pf = pq.ParquetFile(p)
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError for non-Parquet files
-        yield 1, InvalidRecord(origin.path, None, None, f"not a readable Parquet file: {e}"), None, origin
+        problem = f"not a readable Parquet file: {e}"
+        yield 1, InvalidRecord(origin.path, None, None, problem), None, origin
         return
     with pf:
         yield from _rows(pf.iter_batches(batch_size=ROW_BATCH), origin)

@@ -115,7 +115,8 @@ def messages(value: list, field: str) -> list[dict]:
     out = []
     for i, m in enumerate(value):
         if type(m) is not dict:
-            raise Bad(f"{field}[{i}]", f"must be a message object with 'role' and 'content', got {jtype(m)}")
+            problem = f"must be a message object with 'role' and 'content', got {jtype(m)}"
+            raise Bad(f"{field}[{i}]", problem)
         role, content = m.get("role"), m.get("content")
         if type(role) is not str:
             raise Bad(f"{field}[{i}].role", wrong(m, "role", role, "a string"))

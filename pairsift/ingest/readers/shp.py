@@ -60,10 +60,12 @@ def _parse(builder: RecordBuilder, line: int, rec: dict, split: str | None) -> N
     b = req_str(rec, "human_ref_B")
     labels = rec.get("labels")
     if type(labels) is not int or labels not in (0, 1):
-        problem = "missing" if "labels" not in rec else f"must be 0 or 1 (1: A preferred), got {labels!r}"
-        raise Bad("labels", problem)
+        if "labels" not in rec:
+            raise Bad("labels", "missing")
+        raise Bad("labels", f"must be 0 or 1 (1: A preferred), got {labels!r}")
     if a == b:
-        raise Bad("human_ref_B", "identical to 'human_ref_A' (a pair needs two different responses)")
+        problem = "identical to 'human_ref_A' (a pair needs two different responses)"
+        raise Bad("human_ref_B", problem)
     sa, sb = _score(rec, "score_A"), _score(rec, "score_B")
     ca, cb = rec.get("c_root_id_A"), rec.get("c_root_id_B")
     responses = (
@@ -71,4 +73,5 @@ def _parse(builder: RecordBuilder, line: int, rec: dict, split: str | None) -> N
         Response(b, "human", sb, None, dumps_meta({"c_root_id": cb}) if cb is not None else None),
     )
     meta = dumps_meta({k: v for k, v in rec.items() if k not in _KNOWN})
-    builder.add(line, history, responses, _A_WINS if labels == 1 else _B_WINS, split=split, meta=meta)
+    pairs = _A_WINS if labels == 1 else _B_WINS
+    builder.add(line, history, responses, pairs, split=split, meta=meta)
