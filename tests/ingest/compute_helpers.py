@@ -104,8 +104,13 @@ def tiny_bert_dir(root: Path, seed: int = 0) -> Path:
     return path
 
 
-def put_corpus(store, n_prompts: int = 12, k: int = 3, seed: int = 0, extra: list[tuple[str, list[str]]] = ()):
-    """Prompts with k responses each (plus `extra` (prompt, responses)); returns (prompts, responses) rows."""
+def put_corpus(
+    store, n_prompts: int = 12, k: int = 3, seed: int = 0, extra: list[tuple[str, list[str]]] = (), chat: bool = False
+):
+    """Prompts with k responses each (plus `extra` (prompt, responses)); returns (prompts, responses) rows.
+
+    With `chat`, prompts and responses also carry messages (user / assistant).
+    """
     rng = random.Random(seed)
     items = []
     for i in range(n_prompts):
@@ -115,11 +120,13 @@ def put_corpus(store, n_prompts: int = 12, k: int = 3, seed: int = 0, extra: lis
     items.extend(extra)
     prompts, responses = [], []
     for p, rs in items:
-        pid = idmod.prompt_id(p)
-        prompts.append({"prompt_id": pid, "text": p, "messages": None, "dataset": "t", "split": "train", "meta": None})
+        pmsg = [{"role": "user", "content": p}] if chat else None
+        pid = idmod.prompt_id(p, pmsg)
+        prompts.append({"prompt_id": pid, "text": p, "messages": pmsg, "dataset": "t", "split": "train", "meta": None})
         for r in rs:
+            rmsg = [{"role": "assistant", "content": r}] if chat else None
             responses.append({
-                "response_id": idmod.response_id(pid, r), "prompt_id": pid, "text": r, "messages": None,
+                "response_id": idmod.response_id(pid, r, rmsg), "prompt_id": pid, "text": r, "messages": rmsg,
                 "source": None, "score": None, "blank": not r.strip(), "meta": None,
             })
     with store.writer() as w:
