@@ -101,7 +101,7 @@ def feature_rows(world, dataset_labels: dict | None = None) -> tuple[list[dict],
             if "tokens" in ra:
                 e = levenshtein(ra["tokens"], rb["tokens"])
                 row[f"edit_{LP}"] = e
-                row[f"edit_norm_{LP}"] = e / max(len(ra["tokens"]), len(rb["tokens"]), 1)
+                row[f"edit_norm_{LP}"] = float(np.float32(e / max(len(ra["tokens"]), len(rb["tokens"]), 1)))
             for name in (LP, POLICY):
                 row[f"dlogp_sum_{name}"] = ra["lp_sum"] - rb["lp_sum"] if "lp_sum" in ra else None
                 row[f"dlogp_mean_{name}"] = ra["lp_mean"] - rb["lp_mean"] if "lp_mean" in ra else None

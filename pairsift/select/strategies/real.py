@@ -149,7 +149,7 @@ class Centroid(_Cosine):
     name = "centroid"
     summary = "per prompt, 2-means over the response embeddings; the response nearest each centre"
     uses_seed = True
-    block_responses = 131_072  # vectors held at once (~400 MB at 768-d)
+    block_responses = 65_536  # vectors held at once (~400 MB as float64 at 768-d)
 
     def tables(self, p):
         return [f"embeddings_{p['embedding']}"]
@@ -179,7 +179,8 @@ class Centroid(_Cosine):
                 blk = prompts[s : s + step]
                 idx = (offsets[blk][:, None] + np.arange(k, dtype=np.int64)[None, :]).ravel()
                 x = _take_vectors(ds, vec_rows[idx]).reshape(len(blk), k, -1)
-                gram = np.matmul(x, x.transpose(0, 2, 1)).astype(np.float64)
+                x = x.astype(np.float64)  # exact Gram: near-ties must not depend on float32 rounding
+                gram = np.matmul(x, x.transpose(0, 2, 1))
                 assign, d2 = two_means(gram, init_all[blk])
                 cluster[idx] = assign.ravel()
                 d_own[idx] = np.sqrt(np.take_along_axis(d2, assign[:, :, None].astype(np.int64), 2)).ravel()
@@ -197,7 +198,9 @@ class Centroid(_Cosine):
             .sort("_r")
         )
         straddle = (j["cl_a"] != j["cl_b"]).to_numpy()
-        cost = (j["d_a"] + j["d_b"]).to_numpy()
+        # Rounded so that mathematical ties (the two points of a 2-point cluster are equidistant
+        # from its centre) are ties, broken by pair key, not by float noise.
+        cost = np.round((j["d_a"] + j["d_b"]).to_numpy(), 9)
         rows = top_per_prompt(df, [(straddle, True), (cost, False)])
         ranked = rank_picks(df, rows, [(cost[rows], False)])
         return Picks(ranked, cost[ranked], {"fallback_same_cluster": int((~straddle[rows]).sum())})
