@@ -86,7 +86,7 @@ class _Scorer:
         args = DPOConfig(
             output_dir="/tmp/pairsift-eval", per_device_eval_batch_size=batch_size, per_device_train_batch_size=batch_size,
             max_length=max_length, beta=beta, report_to="none", use_cpu=use_cpu, bf16=bf16,
-            save_strategy="no", dataloader_num_workers=0, gradient_checkpointing=False, disable_tqdm=True,
+            save_strategy="no", dataloader_num_workers=0, activation_checkpointing=False, disable_tqdm=True,
         )
         self.trainer = DPOTrainer(model=first_model, ref_model=ref_model, args=args, train_dataset=ds,
                                   eval_dataset=ds, processing_class=tokenizer)

@@ -257,7 +257,7 @@ def build_trainer(
         report_to="none",
         use_cpu=use_cpu,
         bf16=bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,
         dataloader_num_workers=0,
         **config.dpo,
     )
