@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from ..errors import StoreError, TableNotFound, UsageError
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
 from .strategies import Context, build_pool, get_strategy
+from .strategies.base import resolve_embedding
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -100,6 +101,7 @@ def select(
         raise UsageError(f"subset '{name}' already exists: choose another --name or pass --replace")
     if not store.has_table("pair_features"):
         raise TableNotFound(f"store {store.uri} has no table 'pair_features': run `pairsift pairs` first")
+    resolve_embedding(store.dataset("pair_features").schema, p)
     for t in strat.tables(p):
         if not store.has_table(t):
             raise TableNotFound(f"store {store.uri} has no table '{t}': run `pairsift embed` first")

@@ -236,6 +236,17 @@ def check_columns(schema: pa.Schema, columns: list[str]) -> None:
             )
 
 
+def resolve_embedding(schema: pa.Schema, p: dict[str, Any]) -> None:
+    """`--embedding` defaults to the one embedding set pair_features has cosines for."""
+    if "embedding" not in p or p["embedding"] is not None:
+        return
+    sets = sorted(n[4:] for n in schema.names if n.startswith("cos_"))
+    if len(sets) != 1:
+        found = ", ".join(sets) if sets else "none (run `pairsift embed` and `pairsift pairs`)"
+        raise UsageError(f"pass --embedding NAME: pair_features has cosines for {found}")
+    p["embedding"] = sets[0]
+
+
 def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where: str | None) -> Pool:
     """Read the candidates at `version`, orient them and drop what the strategy cannot choose."""
     ds = store.dataset("pair_features", version)

@@ -21,7 +21,7 @@ import polars as pl
 from ...errors import UsageError
 from .base import Context, Picks, Pool, Strategy, order_by, rank_picks, top_per_prompt, uniform_draws
 
-DEFAULT_EMBEDDING = "default"
+DEFAULT_EMBEDDING = None  # None: the only cos_<set> column of pair_features (see resolve_embedding)
 
 
 class _Cosine(Strategy):
