@@ -8,6 +8,7 @@ level: `pairsift --help`, `ingest`, `info` and `select` stay light.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -337,7 +338,8 @@ def train(store, name, recipe, as_json, **options):
 
     options["subset"] = name
     config = TrainConfig.from_yaml(recipe, **options) if recipe else TrainConfig().merged(**options)
-    manifest = run(store, config.validate())
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs: keep stdout for results
+        manifest = run(store, config.validate())
     if as_json:
         echo_json(manifest)
         return
@@ -366,8 +368,9 @@ def eval_(store, models, ref_model, subset, beta, batch_size, max_length, device
     from .train.evaluate import evaluate
 
     paths = [p for m in models for p in m.split(",") if p]
-    report = evaluate(store, subset, paths, ref_model, beta=beta, batch_size=batch_size, max_length=max_length,
-                      device=device, progress=lambda m: click.echo(f"evaluating {m}", err=True))
+    with contextlib.redirect_stdout(sys.stderr):
+        report = evaluate(store, subset, paths, ref_model, beta=beta, batch_size=batch_size, max_length=max_length,
+                          device=device, progress=lambda m: click.echo(f"evaluating {m}", err=True))
     if as_json:
         echo_json(report)
         return
