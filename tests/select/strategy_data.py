@@ -55,7 +55,7 @@ def levenshtein(a, b) -> int:
     return prev[-1]
 
 
-def feature_rows(world, dataset_labels: dict | None = None) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+def feature_rows(world, dataset_labels: dict | None = None, chat: bool = False) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
     """(prompts, responses, embeddings, pair_features) rows for `world`.
 
     `dataset_labels` maps (prompt index, i, j) -> +1/-1 (response i chosen / j chosen) for
@@ -64,8 +64,9 @@ def feature_rows(world, dataset_labels: dict | None = None) -> tuple[list[dict],
     prompts, responses, embs, pairs = [], [], [], []
     for pi, resp in enumerate(world):
         text = f"prompt {pi}"
-        pid = ids.prompt_id(text)
-        prompts.append(dict(prompt_id=pid, text=text, messages=None, dataset="t", split="train", meta=None))
+        msgs = [{"role": "user", "content": text}] if chat else None
+        pid = ids.prompt_id(text, msgs) if chat else ids.prompt_id(text)
+        prompts.append(dict(prompt_id=pid, text=text, messages=msgs, dataset="t", split="train", meta=None))
         rids = []
         for ri, r in enumerate(resp):
             rtext = f"response {ri} of prompt {pi}"
@@ -126,9 +127,9 @@ PAIR_FEATURES = pa.schema(
 )
 
 
-def write_world(store, world, dataset_labels=None, dim: int | None = None) -> list[dict]:
+def write_world(store, world, dataset_labels=None, dim: int | None = None, chat: bool = False) -> list[dict]:
     """Write `world` into `store`; return the pair_features rows (plain dicts, for references)."""
-    prompts, responses, embs, pairs = feature_rows(world, dataset_labels)
+    prompts, responses, embs, pairs = feature_rows(world, dataset_labels, chat)
     dim = dim or next((len(r["vec"]) for p in world for r in p if r.get("vec") is not None), 8)
     with store.writer() as w:
         w.append("responses", pa.Table.from_pylist(responses, schema=RESPONSES), RESPONSES)

@@ -1,0 +1,116 @@
+"""Subsets: manifest contents, version tags, counts that add up, replace, listing, CLI, no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pairsift.cli import cli, select_cmd
+from pairsift.errors import UsageError
+from pairsift.select.strategies import STRATEGIES
+from pairsift.select.subsets import list_subsets, load_subset, select
+
+from .strategy_data import EMB, random_world, write_world
+
+
+@pytest.fixture
+def world_store(tmp_store):
+    rows = write_world(tmp_store, random_world(np.random.default_rng(4), 25, nan_prob=0.1))
+    return tmp_store, rows
+
+
+def test_manifest_records_everything(world_store):
+    store, rows = world_store
+    before = store.versions(["pair_features", "embeddings_fake", "prompts", "responses"])
+    r = select(store, "centroid", "c1", seed=5, where="source_a != 'm3'", embedding=EMB)
+    manifest, members = load_subset(store, "c1")
+    assert manifest["strategy"] == "centroid" and manifest["seed"] == 5
+    assert manifest["params"] == {"embedding": EMB, "where": "source_a != 'm3'"}
+    assert manifest["store_versions"] == before
+    assert manifest["tag"] == "subset-c1" and manifest["labelled"] is True
+    for table, version in before.items():  # every table read is pinned by the tag
+        assert store.table(table).tags.get_version("subset-c1") == version
+    c = manifest["counts"]
+    assert c == r.counts
+    assert c["selected"] == members.num_rows == c["prompts_selected"]
+    assert c["selected"] + sum(c["excluded"].values()) == c["rows_read"] == len(rows)
+    assert c["excluded"]["where"] == sum(r_["source_a"] == "m3" for r_ in rows)
+    assert members.column("rank").to_pylist() == list(range(members.num_rows))
+    assert manifest["created_at"].tzinfo is not None
+
+
+def test_replace_and_list(world_store):
+    store, _ = world_store
+    select(store, "easy", "s", embedding=EMB)
+    with pytest.raises(UsageError, match="--replace"):
+        select(store, "hard", "s", embedding=EMB)
+    # a new version of pair_features is read by the replacement; the tag moves with it
+    store.table("pair_features").delete("prompt_id < '4'")
+    select(store, "hard", "s", embedding=EMB, replace=True)
+    manifest, members = load_subset(store, "s")
+    assert manifest["strategy"] == "hard"
+    assert store.table("pair_features").tags.get_version("subset-s") == manifest["store_versions"]["pair_features"]
+    assert len(set(members.column("pair_id").to_pylist())) == members.num_rows
+    select(store, "random", "r")
+    assert [m["name"] for m in list_subsets(store)] == ["s", "r"]
+    with pytest.raises(UsageError, match="no subset named 'nope'"):
+        load_subset(store, "nope")
+    with pytest.raises(UsageError, match="--name"):
+        select(store, "easy", "bad name'; drop", embedding=EMB)
+
+
+def test_empty_subset_is_saved(world_store):
+    store, _ = world_store
+    r = select(store, "band", "empty", min=2.0, max=3.0, embedding=EMB)
+    assert r.counts["selected"] == 0 and r.counts["excluded"]["outside_band"] > 0
+    assert load_subset(store, "empty")[1].num_rows == 0
+
+
+def test_unlabelled_data_goes_out_for_annotation(tmp_store):
+    write_world(tmp_store, random_world(np.random.default_rng(1), 10, scored=False))
+    r = select(tmp_store, "easy", "u", embedding=EMB)
+    _, members = load_subset(tmp_store, "u")
+    assert r.labelled is False and members.num_rows == 10
+    assert members.column("chosen_id").null_count == 10 and members.column("label_source").null_count == 10
+
+
+def test_cli_select_subsets_json(world_store):
+    store, _ = world_store
+    runner = CliRunner()
+    res = runner.invoke(cli, ["select", "map", "--store", store.uri, "--name", "m", "--ratio", "0.5",
+                              "--logprobs", "policy", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["params"]["ratio"] == 0.5
+    res = runner.invoke(cli, ["select", "band", "--store", store.uri, "--name", "b", "--min", "0", "--max", "0.5",
+                              "--per-prompt", "1", "--embedding", EMB])
+    assert res.exit_code == 0 and "subset 'b' (band)" in res.output
+    res = runner.invoke(cli, ["select", "top", "--store", store.uri, "--name", "t", "--by", f"cos_{EMB}",
+                              "--per-prompt", "--k", "2", "--descending"])
+    assert res.exit_code == 0, res.output
+    assert load_subset(store, "t")[0]["params"]["per_prompt"] is True
+    res = runner.invoke(cli, ["subsets", "--store", store.uri, "--json"])
+    assert [r["name"] for r in json.loads(res.output)] == ["m", "b", "t"]
+    res = runner.invoke(cli, ["select", "easy", "--store", store.uri, "--name", "x", "--k", "3"])
+    assert res.exit_code == 1 and "does not take --k" in res.output and "Traceback" not in res.output
+
+
+def test_cli_strategy_list_matches_registry():
+    choice = next(p for p in select_cmd.params if p.name == "strategy").type.choices
+    assert list(choice) == list(STRATEGIES)
+
+
+def test_select_never_imports_torch(world_store):
+    store, _ = world_store
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom pairsift.cli import cli\n"
+        f"r = CliRunner().invoke(cli, ['select', 'centroid', '--store', {store.uri!r}, '--name', 'nt'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "bad = [m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
