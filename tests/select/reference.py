@@ -3,7 +3,7 @@
 Each takes the pair_features rows as dicts (see strategy_data.py) and returns the picks in rank
 order as (pair_id, orientation, score): orientation +1 = a chosen, -1 = b chosen, 0 = unknown.
 They follow METHODS.md literally; shared conventions with the fast path are only the ones the
-spec leaves open: ties by pair id, random draws taken in (prompt id, pair id) order from
+spec leaves open: ties by pair id, random draws taken in pair-id order (one per prompt in prompt-id order for centroid) from
 numpy's default_rng(seed), and the band's per-prompt choice being uniformly random.
 """
 
@@ -44,9 +44,9 @@ def by_prompt(cands):
 
 
 def draws(cands, seed):
-    """u per pair_id, drawn in (prompt id, pair id) order."""
+    """u per pair_id, drawn in pair id order."""
     rng = np.random.default_rng(seed)
-    order = sorted(cands, key=lambda r: (r["prompt_id"], r["pair_id"]))
+    order = sorted(cands, key=lambda r: r["pair_id"])
     return {r["pair_id"]: float(u) for r, u in zip(order, rng.random(len(order)))}
 
 

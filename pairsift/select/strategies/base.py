@@ -24,8 +24,11 @@ import pyarrow as pa
 
 from ...errors import UsageError
 
-#: Columns every pool carries (the contract's fixed columns that selection needs).
+#: The contract's fixed columns (never listed as features in error messages).
 BASE_COLUMNS = ["pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "orientable", "tie"]
+#: What every pool reads for all rows. Ids are read as Arrow and turned into 64-bit keys; the
+#: strings of the picks only (a_id, b_id, label_source) are fetched by row address at the end.
+POOL_COLUMNS = ["pair_id", "prompt_id", "label", "tie"]
 
 
 def flag(name: str) -> str:
@@ -46,10 +49,17 @@ class Orientation:
 
 @dataclass
 class Pool:
-    """The candidate pairs of one selection, and what was excluded on the way, by reason."""
+    """The candidate pairs of one selection, and what was excluded on the way, by reason.
 
-    df: pl.DataFrame  # BASE_COLUMNS + the strategy's columns + _g (prompt key), _p (pair key), _o (orientation)
+    ``df`` holds one row per candidate, grouped by prompt (rows of a prompt are contiguous), with
+    the strategy's columns and: ``_g`` prompt key, ``_p`` pair key (UInt64), ``_gi`` dense prompt
+    index (0..P-1 in row order), ``_o`` orientation (+1 a chosen, -1 b chosen, 0 unknown),
+    ``_row`` the row's index into ``ids`` (pair_id, prompt_id and Lance row address of every row read).
+    """
+
+    df: pl.DataFrame
     labelled: bool  # True: pairs are oriented (subset ready for training); False: out for annotation
+    ids: pa.Table | None = None
     excluded: Counter = field(default_factory=Counter)  # pairs, by reason
     prompts_excluded: Counter = field(default_factory=Counter)  # prompts that lost their last pair, by reason
     rows_read: int = 0
@@ -62,10 +72,13 @@ class Pool:
         n_drop = int(len(keep) - keep.sum())
         if not n_drop:
             return
-        before = self.df["_g"].n_unique()
+        gi = self.df["_gi"].to_numpy()
+        n_groups = int(gi[-1]) + 1 if len(gi) else 0
+        had = np.bincount(gi, minlength=n_groups) > 0
+        has = np.bincount(gi[keep], minlength=n_groups) > 0
         self.df = self.df.filter(pl.Series(keep))
         self.excluded[reason] += n_drop
-        lost = before - (self.df["_g"].n_unique() if self.df.height else 0)
+        lost = int(had.sum() - has.sum())
         if lost:
             self.prompts_excluded[reason] += lost
 
@@ -76,6 +89,13 @@ class Pool:
         if s.dtype.is_float():
             bad = bad | s.is_nan().fill_null(True)
         self.drop(~bad, f"null_{column}")
+
+    def group_starts(self) -> np.ndarray:
+        """Index of the first row of each prompt still in the pool (rows are grouped)."""
+        gi = self.df["_gi"].to_numpy()
+        if len(gi) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
 
 
 @dataclass
@@ -138,9 +158,36 @@ class Strategy:
 # ---- vectorised building blocks ------------------------------------------------------------------
 
 
-def id_key(col: str) -> pl.Expr:
-    """First 64 bits of a 32-hex-digit id as UInt64: sorts like the id, 8 bytes instead of 32."""
-    return pl.col(col).str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64)
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+
+
+def hex_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """First 64 bits of 32-hex-digit ids as uint64 (sorts like the ids), straight from the Arrow
+    buffers: 8 bytes per row instead of a 32-character string, and no per-row Python."""
+    chunks = ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]
+    out = []
+    for arr in chunks:
+        n = len(arr)
+        if n == 0:
+            continue
+        if pa.types.is_large_string(arr.type):
+            off_t = np.int64
+        elif pa.types.is_string(arr.type):
+            off_t = np.int32
+        else:
+            arr, off_t = arr.cast(pa.string()), np.int32
+        offsets = np.frombuffer(arr.buffers()[1], dtype=off_t)[arr.offset : arr.offset + n + 1]
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+        if not (offsets[-1] - offsets[0] == 32 * n and np.all(np.diff(offsets) == 32)):
+            raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
+        digits = _HEX[data[offsets[0] : offsets[0] + 32 * n].reshape(n, 32)[:, :16]]
+        if (digits == 255).any():
+            raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
+        packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 8] bytes, big-endian
+        out.append(np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
 
 def order_by(df: pl.DataFrame, keys: list[tuple[str | pl.Series | np.ndarray, bool]]) -> np.ndarray:
@@ -155,15 +202,45 @@ def order_by(df: pl.DataFrame, keys: list[tuple[str | pl.Series | np.ndarray, bo
     return frame.sort([c for c in cols], descending=desc, maintain_order=True)["_i"].to_numpy().astype(np.int64)
 
 
+def _values(df: pl.DataFrame, key) -> np.ndarray:
+    v = df[key].to_numpy() if isinstance(key, str) else np.asarray(key)
+    return v.astype(np.float64)
+
+
+def best_per_prompt(df: pl.DataFrame, keys: list[tuple[str | np.ndarray, bool]]) -> np.ndarray:
+    """Row of the best pair of each prompt by `keys` (lexicographic), ties by the smallest pair key.
+
+    Segment reductions over the grouped rows: O(n), no sort. Values must not be NaN (the pool
+    has already excluded them)."""
+    n = df.height
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    gi = df["_gi"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
+    seg = np.cumsum(np.r_[True, gi[1:] != gi[:-1]]) - 1  # segment number of each row
+    alive = np.ones(n, dtype=bool)
+    for key, desc in keys:
+        v = _values(df, key)
+        v = -v if desc else v
+        best = np.minimum.reduceat(np.where(alive, v, np.inf), starts)
+        alive &= v == best[seg]
+    p = df["_p"].to_numpy()
+    pmin = np.minimum.reduceat(np.where(alive, p, np.iinfo(np.uint64).max), starts)
+    rows = np.flatnonzero(alive & (p == pmin[seg]))
+    return rows.astype(np.int64)
+
+
 def top_per_prompt(df: pl.DataFrame, keys: list[tuple[str | np.ndarray, bool]], k: int | np.ndarray = 1) -> np.ndarray:
-    """Rows of the best `k` pairs of each prompt by `keys` (ties by pair key), grouped by prompt key.
+    """Rows of the best `k` pairs of each prompt by `keys` (ties by pair key).
 
     `k` may be an array with one value per row (the value of the row's prompt), for per-prompt ratios.
     """
-    order = order_by(df, [("_g", False), *keys])
+    if np.isscalar(k) and k == 1:
+        return best_per_prompt(df, keys)
+    order = order_by(df, [("_gi", False), *keys])
     if len(order) == 0:
         return order
-    g = df["_g"].to_numpy()[order]
+    g = df["_gi"].to_numpy()[order]
     start = np.r_[True, g[1:] != g[:-1]]
     pos = np.arange(len(order))
     rank = pos - np.maximum.accumulate(np.where(start, pos, 0))
@@ -173,15 +250,15 @@ def top_per_prompt(df: pl.DataFrame, keys: list[tuple[str | np.ndarray, bool]], 
 
 def rank_picks(df: pl.DataFrame, rows: np.ndarray, keys: list[tuple[np.ndarray, bool]]) -> np.ndarray:
     """Put picked `rows` in rank order by `keys` (values aligned with `rows`), ties by pair key."""
-    sub = df[rows]
+    sub = df.select("_p")[rows]
     o = order_by(sub, keys)
     return rows[o]
 
 
 def uniform_draws(df: pl.DataFrame, rng: np.random.Generator) -> np.ndarray:
-    """One U(0,1) per row, drawn in (prompt key, pair key) order, so the draw a pair gets does not
-    depend on how the table is laid out on disk."""
-    order = order_by(df, [("_g", False)])
+    """One U(0,1) per row, drawn in pair-key order, so the draw a pair gets does not depend on
+    how the table is laid out on disk."""
+    order = np.argsort(df["_p"].to_numpy(), kind="stable")
     u = np.empty(df.height, dtype=np.float64)
     u[order] = rng.random(df.height)
     return u
@@ -254,13 +331,28 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
     feats = list(dict.fromkeys(strategy.columns(p) + ([orient.margin] if orient.margin else [])))
     check_columns(ds.schema, feats)
     rows_total = ds.count_rows()
+    cols = list(dict.fromkeys(POOL_COLUMNS + feats))
     try:
-        table = ds.to_table(columns=BASE_COLUMNS + [c for c in feats if c not in BASE_COLUMNS], filter=where)
+        table = ds.to_table(columns=cols, filter=where, with_row_address=True)
     except (ValueError, OSError, RuntimeError) as e:  # lance reports bad SQL as ValueError/OSError
         raise UsageError(f"--where {where!r} is not a valid filter on table 'pair_features': {e}") from e
-    df = pl.from_arrow(table).with_columns(_g=id_key("prompt_id"), _p=id_key("pair_id"))
-    pool = Pool(df=df, labelled=True, rows_read=rows_total, prompts_read=df["_g"].n_unique())
-    pool.excluded["where"] += rows_total - df.height
+    g = hex_keys(table.column("prompt_id"))
+    ids = table.select(["pair_id", "prompt_id", "_rowaddr"])
+    df = pl.from_arrow(table.drop_columns([c for c in ("pair_id", "prompt_id", "_rowaddr") if c not in feats]))
+    df = df.with_columns(_g=pl.Series(g), _p=pl.Series(hex_keys(table.column("pair_id"))),
+                         _row=pl.int_range(pl.len(), dtype=pl.Int64))
+    # Group the rows of each prompt together (they usually are already, as pairs are written per
+    # prompt block); then a dense prompt index lets per-prompt picks be segment reductions.
+    run_start = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, dtype=bool)
+    run_keys = g[run_start]
+    if len(np.unique(run_keys)) != len(run_keys):
+        df = df.sort("_g", maintain_order=True)
+        g = df["_g"].to_numpy()
+        run_start = np.r_[True, g[1:] != g[:-1]]
+    df = df.with_columns(_gi=pl.Series(np.cumsum(run_start) - 1, dtype=pl.Int64))
+    pool = Pool(df=df, labelled=True, ids=ids, rows_read=rows_total, prompts_read=int(run_start.sum()))
+    if where:
+        pool.excluded["where"] += rows_total - df.height
 
     if orient.margin:
         pool.require(orient.margin)
@@ -280,3 +372,28 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
         pool.require(c)
     strategy.filter(pool, p)
     return pool
+
+
+def pick_strings(store, version: int, pool: Pool, rows: np.ndarray) -> pa.Table:
+    """pair_id, prompt_id, a_id, b_id, label_source of the picked pool rows, in `rows` order."""
+    idx = pool.df["_row"].to_numpy()[rows]
+    ids = pool.ids.take(pa.array(idx))
+    addr = ids.column("_rowaddr").to_numpy()
+    order = np.argsort(addr, kind="stable")
+    ds = store.dataset("pair_features", version)
+    if len(addr):
+        fetched = ds._take_rows(addr[order], columns=["a_id", "b_id", "label_source"])
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        fetched = fetched.take(pa.array(inv))
+    else:
+        fetched = ds.schema.empty_table().select(["a_id", "b_id", "label_source"])
+    return pa.table(
+        {
+            "pair_id": ids.column("pair_id"),
+            "prompt_id": ids.column("prompt_id"),
+            "a_id": fetched.column("a_id"),
+            "b_id": fetched.column("b_id"),
+            "label_source": fetched.column("label_source"),
+        }
+    )

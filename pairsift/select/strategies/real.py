@@ -154,6 +154,12 @@ class Centroid(_Cosine):
     def tables(self, p):
         return [f"embeddings_{p['embedding']}"]
 
+    def columns(self, p):
+        return super().columns(p) + ["a_id", "b_id"]  # which responses each pair joins
+
+    def required(self, p):
+        return super().columns(p)
+
     def pick(self, pool: Pool, p: dict[str, Any], rng: np.random.Generator, ctx: Context) -> Picks:
         df = pool.df
         # The prompt's responses: those in at least one of its candidate pairs, by (prompt, id).
