@@ -57,7 +57,7 @@ class TrainConfig:
     save_steps: int | None = field(
         default=None, metadata={"help": "Save a checkpoint every N steps (for the eval training curve)."}
     )
-    read_batch_size: int = field(default=1024, metadata={"help": "Pairs read from the store per Arrow chunk."})
+    read_batch_size: int = field(default=8192, metadata={"help": "Pairs read from the store per Arrow chunk."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
     dpo: dict = field(
         default_factory=dict, metadata={"help": "Extra trl.DPOConfig fields, passed through (recipes only)."}
