@@ -29,7 +29,8 @@ from ..store.schema import SUBSET_MEMBERS, SUBSETS
 from .strategies import Context, build_pool, get_strategy
 from .strategies.base import pick_strings, resolve_embedding
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Also the Lance tag "subset-<name>" on every table read, hence no dots or slashes.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
 def tag_name(name: str) -> str:
@@ -69,7 +70,7 @@ class SubsetResult:
 def _check_name(name: str) -> None:
     if not NAME_RE.match(name or ""):
         raise UsageError(
-            f"--name {name!r}: a subset name is 1-128 characters of letters, digits, '_', '.', '-' "
+            f"--name {name!r}: a subset name is 1-128 characters of letters, digits, '_' and '-' "
             "and starts with a letter or digit"
         )
 
