@@ -471,8 +471,8 @@ def _block(
     score, has_score = _np(rows["score"])
     sa, sb = score[a], score[b]
     ha, hb = has_score[a], has_score[b]
-    cols["score_a"] = pa.array(np.where(ha, sa, 0.0), mask=~ha)
-    cols["score_b"] = pa.array(np.where(hb, sb, 0.0), mask=~hb)
+    raw_score = rows["score"].to_arrow()  # copied as stored; NaN is kept but never orients
+    cols["score_a"], cols["score_b"] = raw_score.take(pa.array(a)), raw_score.take(pa.array(b))
     blank = rows["blank"].fill_null(False).to_numpy()
     cols["blank_a"], cols["blank_b"] = pa.array(blank[a]), pa.array(blank[b])
 
@@ -482,7 +482,7 @@ def _block(
     label = np.where(both & ~tie, np.where(sa > sb, 1, -1), 0).astype(np.int8)
     lsrc = np.where(label != 0, "score", None).astype(object)
     if labels.height:
-        got = pl.DataFrame({"a_id": a_ids, "b_id": b_ids, "__i": np.arange(m)}).join(
+        got = pl.DataFrame({"a_id": cols["a_id"], "b_id": cols["b_id"], "__i": np.arange(m)}).join(
             labels, on=["a_id", "b_id"], how="inner"
         )
         if got.height:
