@@ -20,11 +20,16 @@ from .pairs import TABLE, read_meta
 PAIR_COLUMNS = ["pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "tie", "score_margin"]
 
 
-def cosine_column(store: Store, embedding: str | None) -> str:
+def pair_features(store: Store):
+    """The `pair_features` Lance dataset, or an error saying to run `pairsift pairs`."""
+    try:
+        return store.dataset(TABLE)
+    except TableNotFound:
+        raise TableNotFound(f"store {store.uri} has no table '{TABLE}': run `pairsift pairs` first") from None
+
+
+def cosine_column(schema: pa.Schema, embedding: str | None) -> str:
     """`cos_<embedding>`; with no name, the table's only embedding set."""
-    if not store.has_table(TABLE):
-        raise TableNotFound(f"store {store.uri} has no table '{TABLE}': run `pairsift pairs` first")
-    schema = store.dataset(TABLE).schema
     have = [f.name.removeprefix("cos_") for f in schema if f.name.startswith("cos_")]
     if embedding is None:
         if len(have) == 1:
@@ -71,8 +76,8 @@ def query_band(
         raise UsageError(f"--band LO HI: need LO <= HI, got {lo} {hi}")
     if limit is not None and limit < 0:
         raise UsageError(f"--limit must be >= 0, got {limit}")
-    col = cosine_column(store, embedding)
-    ds = store.dataset(TABLE)
+    ds = pair_features(store)
+    col = cosine_column(ds.schema, embedding)
     mode = read_meta(ds.schema).get("mode")
     tbl = ds.to_table(columns=PAIR_COLUMNS + [col], filter=f"{col} >= {float(lo)!r} AND {col} <= {float(hi)!r}")
     tbl = tbl.sort_by([(col, "ascending"), ("pair_id", "ascending")])
