@@ -248,7 +248,7 @@ class SubsetReader:
             if not store.has_table(table):
                 raise TableNotFound(
                     f"store {store.uri} has no table '{table}': embed the prompts first "
-                    f"(`pairsift embed --target prompts --set {spec.prompt_embeddings}`)"
+                    f"(`pairsift embed --target prompts --name {spec.prompt_embeddings}`)"
                 )
             self.embeddings = open_table(table)
             emb_off = _offsets(self.embeddings, "id", table, spec, what="prompts")
