@@ -28,7 +28,7 @@ from ..errors import UsageError
 from ..store.schema import embeddings_schema
 from . import sets
 from .engine import ChunkWriter, Engine, Ragged, background
-from .models import MINILM, MINILM_ALIASES, Loaded, default_set_name, load
+from .models import MINILM, Loaded, default_set_name, load
 
 POOLINGS = ("mean", "cls", "last")
 
@@ -222,10 +222,6 @@ def _rows(schema: pa.Schema, ids, vecs: np.ndarray, n_tokens: np.ndarray, trunca
         },
         schema=schema,
     )
-
-
-def is_minilm(model) -> bool:
-    return isinstance(model, str) and model.lower() in MINILM_ALIASES
 
 
 def read_embeddings(store, name: str, ids: list[str] | None = None) -> pl.DataFrame:

@@ -28,7 +28,7 @@ def _rows(store, table, key="response_id"):
 
 def _joined(store):
     r = store.scan("responses").select("response_id", "prompt_id", "text").collect()
-    p = store.scan("prompts").select("prompt_id", pl_text := "text").collect().rename({pl_text: "prompt_text"})
+    p = store.scan("prompts").select("prompt_id", "text").collect().rename({"text": "prompt_text"})
     return r.join(p, on="prompt_id")
 
 
@@ -196,3 +196,21 @@ def test_cli_score(tmp_path, models_dir):
     assert res.exit_code == 0, res.output
     assert "rewards_rm: 6 rows written" in res.stdout
     assert np.isfinite(store.scan("rewards_rm").collect().get_column("reward").to_numpy()).all()
+
+
+def test_ingested_hh_sample_end_to_end(tmp_store, models_dir):
+    """The real ingest pipeline's output feeds embed and both scores; every response gets a row."""
+    from pairsift.ingest.embed import embed
+    from pairsift.ingest.pipeline import ingest
+    from tests.conftest import HH_SAMPLE
+
+    if not HH_SAMPLE.exists():
+        pytest.skip("sample data absent")
+    ingest(tmp_store, HH_SAMPLE)
+    n = tmp_store.count("responses")
+    lm, rm = tiny_gpt2_dir(models_dir), tiny_reward_dir(models_dir)
+    assert embed(tmp_store, str(lm), max_length=64)["written"] == n
+    assert score_logprobs(tmp_store, str(lm), name="ref", max_length=128)["written"] == n
+    assert score_rewards(tmp_store, str(rm), max_length=128)["written"] == n
+    lp = tmp_store.scan("logprobs_ref").collect()
+    assert lp.get_column("response_id").n_unique() == n
