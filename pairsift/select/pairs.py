@@ -32,6 +32,7 @@ from hashlib import blake2b
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import SchemaError, TableNotFound, UsageError
 from ..store import Store
@@ -89,6 +90,29 @@ class FeatureSets:
             ]
         out += [pa.field(f"dreward_{rm}", pa.float64()) for rm in self.rewards]
         return out
+
+    def margins(self) -> list[tuple[str, str]]:
+        """(name, column) of each reward margin DCRM can use: the dataset score, then each reward set."""
+        return [("score", "score_margin")] + [(rm, f"dreward_{rm}") for rm in self.rewards if rm != "score"]
+
+    def derived(self) -> dict[str, tuple[str, str | None, str | None]]:
+        """Stored DCRM columns (METHODS.md §2) -> (margin column, logprobs set, ablation).
+
+        ``dcrm_<r>_<lp>`` full formula; ``dcrm_noedit_<r>_<lp>``, ``dcrm_nologp_<r>_<lp>`` ablations;
+        ``dcrm_margin_<r>`` margin only. <r> is "score" (dataset score) or a reward set. Values are for
+        the a-over-b orientation; the b-over-a DCRM is the negation (same denominator).
+        """
+        out: dict[str, tuple[str, str | None, str | None]] = {}
+        for r, col in self.margins():
+            for lp in self.logprobs:
+                out[f"dcrm_{r}_{lp}"] = (col, lp, None)
+                out[f"dcrm_noedit_{r}_{lp}"] = (col, lp, "no-edit")
+                out[f"dcrm_nologp_{r}_{lp}"] = (col, lp, "no-logp")
+            out[f"dcrm_margin_{r}"] = (col, None, "margin-only")
+        return out
+
+    def all_fields(self) -> list[pa.Field]:
+        return self.fields() + [pa.field(name, pa.float64()) for name in self.derived()]
 
     def union(self, other: FeatureSets) -> FeatureSets:
         def merge(a, b):
@@ -197,8 +221,24 @@ def _meta_sets(meta: dict) -> FeatureSets:
     return FeatureSets(tuple(s.get("embeddings", ())), tuple(s.get("logprobs", ())), tuple(s.get("rewards", ())))
 
 
+def _with_dcrm(tbl: pa.Table, sets: FeatureSets) -> pa.Table:
+    """Append the stored DCRM columns, computed from the table's own component columns."""
+    from .features import dcrm
+
+    def values(name: str) -> np.ndarray:
+        col = tbl.column(name)
+        return pc.fill_null(col.cast(pa.float64()), float("nan")).to_numpy()
+
+    for name, (margin, lp, ablation) in sets.derived().items():
+        e = values(f"edit_{lp}") if lp else None
+        p = values(f"dlogp_sum_{lp}") if lp else None
+        v = dcrm(values(margin), e, p, ablation)
+        tbl = tbl.append_column(pa.field(name, pa.float64()), pa.array(v, mask=np.isnan(v)))
+    return tbl
+
+
 def _schema(sets: FeatureSets, meta: dict) -> pa.Schema:
-    schema = pa.schema(FIXED + sets.fields())
+    schema = pa.schema(FIXED + sets.all_fields())
     return with_version(schema).with_metadata(
         {**with_version(schema).metadata, META_KEY: json.dumps(meta, sort_keys=True).encode()}
     )
@@ -497,7 +537,8 @@ def _block(
 
     grouped = None if labelled_only else (groups, order)
     cols.update(_features(inputs, rows, sets, a, b, grouped, fetched))
-    return pa.table([cols[f.name] for f in schema], schema=schema)
+    base = [f for f in schema if not f.name.startswith("dcrm_")]
+    return _with_dcrm(pa.table([cols[f.name] for f in base], schema=pa.schema(base)), sets).cast(schema)
 
 
 def _blocks(resp: pl.DataFrame, block_rows: int, block_pairs: int) -> Iterator[pl.DataFrame]:
@@ -668,7 +709,8 @@ def build_pairs(
     if rebuild or new_sets:
         # One Overwrite commit: existing rows (+ the new sets' columns), then the new prompts.
         if new_sets:
-            report.columns_added = [f.name for f in new_sets.fields()]
+            old_cols = {f.name for f in old_sets.all_fields()}
+            report.columns_added = [f.name for f in sets.all_fields() if f.name not in old_cols]
         old_rows = _with_new_columns(store, inputs, new_sets, schema) if exists else iter(())
         version = _overwrite(store, schema, itertools.chain(old_rows, new_prompts()))
     else:
@@ -728,7 +770,8 @@ def _with_new_columns(store: Store, inputs: _Inputs, new: FeatureSets, schema: p
         cols = _features(inputs, rows, new, a["__r"].to_numpy(), b["__r"].to_numpy())
         for name, arr in cols.items():
             tbl = tbl.append_column(name, arr)
-        yield tbl.select(schema.names)
+        tbl = tbl.drop_columns([c for c in tbl.column_names if c.startswith("dcrm_")])
+        yield _with_dcrm(tbl, inputs.sets).select(schema.names)
 
 
 def _fetch(inputs: _Inputs, rows: pl.DataFrame, sets: FeatureSets, buffers: dict | None = None) -> dict:

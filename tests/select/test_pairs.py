@@ -161,8 +161,29 @@ def reference(prompts: list[P], labelled_only=False, sets=("e", "lp", "rm")) -> 
                         row[f"dlogp_{k}_lp"] = va - vb if fin(va) and fin(vb) else None
                 if "rm" in sets:
                     row["dreward_rm"] = a.reward - b.reward if fin(a.reward) and fin(b.reward) else None
+                margins = [("score", row["score_margin"])]
+                if "rm" in sets:
+                    margins.append(("rm", row["dreward_rm"]))
+                for r, m in margins:
+                    row[f"dcrm_margin_{r}"] = ref_dcrm(m, 0, 0, "margin-only")
+                    if "lp" in sets:
+                        e, p_ = row["edit_lp"], row["dlogp_sum_lp"]
+                        row[f"dcrm_{r}_lp"] = ref_dcrm(m, e, p_, None)
+                        row[f"dcrm_noedit_{r}_lp"] = ref_dcrm(m, e, p_, "no-edit")
+                        row[f"dcrm_nologp_{r}_lp"] = ref_dcrm(m, e, p_, "no-logp")
                 out[pair_id(aid, bid)] = row
     return out
+
+
+def ref_dcrm(r, e, p, ablation):
+    """METHODS.md §2, one pair: (sigma(r) - 0.5) / (e + |p| + 1); None when a part it uses is missing."""
+    uses = {None: (r, e, p), "no-edit": (r, p), "no-logp": (r, e), "margin-only": (r,)}[ablation]
+    if any(x is None for x in uses):
+        return None
+    num = 1.0 / (1.0 + math.exp(-r)) - 0.5
+    den = {None: lambda: e + abs(p) + 1, "no-edit": lambda: abs(p) + 1, "no-logp": lambda: e + 1,
+           "margin-only": lambda: 1.0}[ablation]()
+    return num / den
 
 
 def assert_matches(store, want: dict[str, dict]) -> None:
@@ -176,7 +197,7 @@ def assert_matches(store, want: dict[str, dict]) -> None:
         for k, v in w.items():
             if isinstance(v, float) and math.isnan(v):
                 assert g[k] is not None and math.isnan(g[k]), (k, g[k])
-            elif isinstance(v, float) and k.startswith(("cos", "edit_norm")):
+            elif isinstance(v, float) and k.startswith(("cos", "edit_norm", "dcrm")):
                 assert g[k] == pytest.approx(v, abs=1e-5), (k, g, w)
             elif isinstance(v, float):
                 assert g[k] == pytest.approx(v, rel=1e-12, abs=1e-12), (k, g, w)
@@ -276,7 +297,7 @@ def test_new_set_adds_columns_to_existing_rows(store):
         w.append("embeddings_e2", pa.Table.from_pylist(e2, sch), sch)
     v = store.dataset(TABLE).version
     report = build_pairs(store)
-    assert report.columns_added == ["cos_e2"]
+    assert report.columns_added == ["cos_e2"]  # DCRM columns do not depend on embeddings
     assert store.dataset(TABLE).version == v + 1  # existing rows + new prompts in one commit
     assert_matches(store, reference(prompts, sets=("e", "e2", "lp", "rm")))
 
@@ -367,3 +388,19 @@ def test_pair_ids_match_store_ids():
     a = np.array(["a" * 32, "0" * 32], dtype=object)
     b = np.array(["b" * 32, "1" * 32], dtype=object)
     assert pair_ids(a, b) == [pair_id("a" * 32, "b" * 32), pair_id("1" * 32, "0" * 32)]
+
+
+def test_new_reward_set_adds_its_dcrm_columns(store):
+    prompts = fixture_prompts()
+    write_store(store, prompts, sets=("e", "lp"))
+    build_pairs(store)
+    assert "dcrm_score_lp" in store.dataset(TABLE).schema.names
+    rws = [{"response_id": response_id(prompt_id(p.text), r.text), "reward": r.reward, "truncated": False}
+           for p in prompts for r in p.responses if r.reward is not MISSING]
+    sch = rewards_schema({"model": "fake"})
+    with store.writer() as w:
+        w.append("rewards_rm", pa.Table.from_pylist(rws, sch), sch)
+    report = build_pairs(store)
+    assert report.columns_added == ["dreward_rm", "dcrm_rm_lp", "dcrm_noedit_rm_lp", "dcrm_nologp_rm_lp",
+                                    "dcrm_margin_rm"]
+    assert_matches(store, reference(prompts))
