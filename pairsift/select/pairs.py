@@ -648,11 +648,23 @@ def build_pairs(
         .collect()
         .unique("response_id", keep="first")
     )
-    done_prompts = None
+    todo = resp
     if exists:
         done_prompts = store.scan(TABLE).select("prompt_id").unique().collect()
         report.prompts_present = done_prompts.height
-    inputs = _read_inputs(store, resp, sets, versions)
+        todo = todo.join(done_prompts, on="prompt_id", how="anti")
+    if labelled_only:
+        todo = todo.join(labels.select("prompt_id").unique(), on="prompt_id", how="semi")
+    if exists and not new_sets and todo.height == 0:
+        # Nothing new: no commit, and no input set is read.
+        report.pairs_total = store.count(TABLE)
+        report.version = store.dataset(TABLE).version
+        report.seconds = time.perf_counter() - t0
+        return report
+    # Offsets and small values only for the rows that will be read (all rows when existing pairs
+    # get new columns).
+    inputs = _read_inputs(store, resp if new_sets else todo, sets, versions)
+    todo = inputs.resp.join(todo.select("response_id"), on="response_id", how="semi") if new_sets else inputs.resp
 
     meta = {
         "mode": mode,
@@ -662,11 +674,6 @@ def build_pairs(
     }
     schema = _schema(sets, meta)
 
-    todo = inputs.resp
-    if done_prompts is not None and done_prompts.height:
-        todo = todo.join(done_prompts, on="prompt_id", how="anti")
-    if labelled_only:
-        todo = todo.join(labels.select("prompt_id").unique(), on="prompt_id", how="semi")
     order_col = f"off_embeddings_{sets.embeddings[0]}" if sets.embeddings else None
     # Prompts in the order their vectors are stored, so each block's `take` reads sequentially.
     key = pl.col(order_col).min().over("prompt_id") if order_col else pl.col("prompt_id")
