@@ -89,13 +89,14 @@ def sync(device):
 def run_ours(net, seqs, device, batch_tokens, mode, starts=None):
     from pairsift.ingest.embed import pool_forward
     from pairsift.ingest.engine import Engine
-    from pairsift.ingest.score import logprob_forward
+    from pairsift.ingest.score import logprob_forward, logprob_targets
 
     engine = Engine(device, batch_tokens, pad_id=0)
     forward = pool_forward(net, "mean") if mode == "embed" else logprob_forward(net)
     extras = None if mode == "embed" else {"start": starts}
     n = 0
-    for idx, out in engine.run(forward, seqs, extras):
+    prepare = None if mode == "embed" else logprob_targets
+    for idx, out in engine.run(forward, seqs, extras, prepare):
         n += len(idx)
     sync(device)
     return engine.tokens

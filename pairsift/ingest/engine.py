@@ -178,7 +178,7 @@ class Engine:
         self.tokens = 0  # real (non-padding) tokens processed
         self.padded_tokens = 0
 
-    def _collate(self, seqs: Ragged, batches: list[np.ndarray], extras: dict[str, np.ndarray]):
+    def _collate(self, seqs: Ragged, batches: list[np.ndarray], extras: dict[str, np.ndarray], prepare):
         torch = self.torch
         for idx in batches:
             ids, lens = seqs.padded(idx, self.pad_id, self.multiple)
@@ -186,8 +186,12 @@ class Engine:
             if not (lens == ids.shape[1]).all():
                 mask = np.arange(ids.shape[1])[None, :] < lens[:, None]
                 batch["attention_mask"] = torch.from_numpy(mask.astype(np.int64))
-            for k, v in extras.items():
-                batch[k] = torch.from_numpy(np.ascontiguousarray(v[idx]))
+            rows = {k: np.ascontiguousarray(v[idx]) for k, v in extras.items()}
+            for k, v in rows.items():
+                batch[k] = torch.from_numpy(v)
+            if prepare is not None:
+                for k, v in prepare(lens, rows).items():
+                    batch[k] = torch.from_numpy(np.ascontiguousarray(v))
             if self.cuda:
                 batch = {k: t.pin_memory() for k, t in batch.items()}
             yield idx, batch, int(lens.sum()), ids.size
@@ -197,18 +201,21 @@ class Engine:
         forward: Callable[[dict], dict],
         seqs: Ragged,
         extras: dict[str, np.ndarray] | None = None,
+        prepare: Callable[[np.ndarray, dict], dict[str, np.ndarray]] | None = None,
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """Yield ``(indices into seqs, {output name: numpy [B, ...]})`` per batch.
 
         `forward` gets a dict with ``input_ids`` [B, L] (right-padded), ``lengths`` [B],
         ``attention_mask`` [B, L] only when the batch has padding, and `extras` rows, all on the
-        device; it returns per-row tensors.
+        device; it returns per-row tensors. `prepare(lengths, extras rows)` runs on the host in
+        the collate thread and returns more arrays for the batch (any shape), e.g. gather indices
+        the forward would otherwise compute on the device with a host sync.
         """
         torch = self.torch
         batches = plan_batches(seqs.lengths, self.batch_tokens, self.max_rows, self.multiple)
         pending: deque = deque()
         with torch.inference_mode():
-            for idx, batch, real, padded in background(self._collate(seqs, batches, extras or {}), self.prefetch):
+            for idx, batch, real, padded in background(self._collate(seqs, batches, extras or {}, prepare), self.prefetch):
                 batch = {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
                 out = forward(batch)
                 if self.cuda:

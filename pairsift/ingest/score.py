@@ -109,7 +109,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def logprob_forward(net, tile_tokens: int | None = None):
-    """Engine forward: sum of log p(token | prefix) over positions [max(start, 1), length)."""
+    """Engine forward: sum of log p(token | prefix) over the positions :func:`logprob_targets` lists."""
     import torch
 
     backbone = net.base_model
@@ -127,10 +127,7 @@ def logprob_forward(net, tile_tokens: int | None = None):
     def forward(batch: dict) -> dict:
         ids = batch["input_ids"]
         h = backbone(input_ids=ids, attention_mask=batch.get("attention_mask"), use_cache=False).last_hidden_state
-        pos = torch.arange(ids.shape[1], device=ids.device)
-        start = batch["start"].clamp(min=1)
-        target = (pos[None, :] >= start[:, None]) & (pos[None, :] < batch["lengths"][:, None])
-        rows, cols = target.nonzero(as_tuple=True)
+        rows, cols = batch["target_rows"], batch["target_cols"]  # from logprob_targets, on the host
         out = torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device)
         for s in range(0, len(rows), tile):
             r, c = rows[s : s + tile], cols[s : s + tile]
@@ -144,6 +141,18 @@ def logprob_forward(net, tile_tokens: int | None = None):
         return {"logp_sum": out}
 
     return forward
+
+
+def logprob_targets(lengths: np.ndarray, rows: dict) -> dict[str, np.ndarray]:
+    """Engine `prepare` hook: (row, position) of every scored token, positions [max(start, 1), length).
+
+    Computed on the host in the collate thread, so the forward never waits on a device-side nonzero().
+    """
+    first = np.maximum(rows["start"], 1)
+    counts = np.clip(lengths - first, 0, None)
+    row = np.repeat(np.arange(len(lengths)), counts)
+    col = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(first, counts)
+    return {"target_rows": row, "target_cols": col}
 
 
 def score_logprobs(
@@ -227,7 +236,7 @@ def score_logprobs(
                 done += len(d)
             keep = np.flatnonzero(~dropped)
             seqs = _truncated(seqs_all, keep, max_length)
-            for idx, out in engine.run(forward, seqs, {"start": starts[keep]}):
+            for idx, out in engine.run(forward, seqs, {"start": starts[keep]}, logprob_targets):
                 rows = keep[idx]
                 writer.add(_logprob_rows(schema, ids.gather(rows), out["logp_sum"], scored[rows], comp.take(rows),
                                          truncated[rows]))
