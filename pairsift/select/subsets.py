@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from ..errors import StoreError, TableNotFound, UsageError
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
 from .strategies import Context, build_pool, get_strategy
-from .strategies.base import pick_strings, resolve_embedding
+from .strategies.base import members_table, resolve_embedding
 
 # Also the Lance tag "subset-<name>" on every table read, hence no dots or slashes.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -117,7 +117,7 @@ def select(
     selected = len(picks.rows)
     pool.excluded["not_selected"] += candidates - selected - (sum(pool.excluded.values()) - excluded_before)
 
-    members = _members(store, versions["pair_features"], pool, picks, name, strat.orientation(p).label_source)
+    members = members_table(pool, picks.rows, picks.score, name, strat.orientation(p).label_source, SUBSET_MEMBERS)
     prompts_selected = members.column("prompt_id").unique().__len__() if selected else 0
     counts = {
         "rows_read": pool.rows_read,
@@ -144,25 +144,6 @@ def select(
     )
     save_subset(store, result, replace=replace)
     return result
-
-
-def _members(store, version: int, pool, picks, name: str, margin_source: str | None) -> pa.Table:
-    rows = np.asarray(picks.rows, dtype=np.int64)
-    strings = pl.from_arrow(pick_strings(store, version, pool, rows))
-    o = pl.col("_o")
-    src = pl.lit(margin_source) if margin_source else pl.col("label_source")
-    out = strings.with_columns(
-        _o=pl.Series(pool.df["_o"].to_numpy()[rows], dtype=pl.Int8),
-        subset=pl.lit(name),
-        rank=pl.int_range(pl.len(), dtype=pl.Int64),
-        score=pl.Series(np.asarray(picks.score, dtype=np.float64)),
-    ).with_columns(
-        chosen_id=pl.when(o == 1).then("a_id").when(o == -1).then("b_id"),
-        rejected_id=pl.when(o == 1).then("b_id").when(o == -1).then("a_id"),
-        label_source=pl.when(o != 0).then(src),
-        score=pl.col("score").fill_nan(None),
-    )
-    return out.select(SUBSET_MEMBERS.names).to_arrow().cast(SUBSET_MEMBERS)
 
 
 def save_subset(store, result: SubsetResult, replace: bool = False) -> None:

@@ -133,6 +133,8 @@ def map_ap(rows, margin, lmean, ratio=0.4, weight=1.0, variant="map", seed=0, or
     need = {"map": [margin, lmean], "rm_margin": [margin], "logp_margin_norm_abs": [lmean], "rand": []}[variant]
     cands = pool(rows, margin=orient_margin, required=need)
     n = len(cands)
+    if n == 0:
+        return []
     if variant == "rand":
         u = draws(cands, seed)
         score = {r["pair_id"]: u[r["pair_id"]] for r in cands}

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...errors import UsageError
 
@@ -54,12 +55,12 @@ class Pool:
     ``df`` holds one row per candidate, grouped by prompt (rows of a prompt are contiguous), with
     the strategy's columns and: ``_g`` prompt key, ``_p`` pair key (UInt64), ``_gi`` dense prompt
     index (0..P-1 in row order), ``_o`` orientation (+1 a chosen, -1 b chosen, 0 unknown),
-    ``_row`` the row's index into ``ids`` (pair_id, prompt_id and Lance row address of every row read).
+    ``_row`` the row's index into ``ids`` (the id columns of every row read, as bytes).
     """
 
     df: pl.DataFrame
     labelled: bool  # True: pairs are oriented (subset ready for training); False: out for annotation
-    ids: pa.Table | None = None
+    ids: dict[str, np.ndarray] = field(default_factory=dict)  # id column -> [rows read, 32] bytes
     excluded: Counter = field(default_factory=Counter)  # pairs, by reason
     prompts_excluded: Counter = field(default_factory=Counter)  # prompts that lost their last pair, by reason
     rows_read: int = 0
@@ -163,9 +164,9 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
 
 
-def hex_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """First 64 bits of 32-hex-digit ids as uint64 (sorts like the ids), straight from the Arrow
-    buffers: 8 bytes per row instead of a 32-character string, and no per-row Python."""
+def id_bytes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """32-character ids as an [n, 32] uint8 matrix, straight from the Arrow buffers (no per-row
+    Python, no string objects): gathering the picks' ids from it is a NumPy fancy index."""
     chunks = ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]
     out = []
     for arr in chunks:
@@ -180,14 +181,33 @@ def hex_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
             arr, off_t = arr.cast(pa.string()), np.int32
         offsets = np.frombuffer(arr.buffers()[1], dtype=off_t)[arr.offset : arr.offset + n + 1]
         data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-        if not (offsets[-1] - offsets[0] == 32 * n and np.all(np.diff(offsets) == 32)):
+        if arr.null_count or not (offsets[-1] - offsets[0] == 32 * n and np.all(np.diff(offsets) == 32)):
             raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
-        digits = _HEX[data[offsets[0] : offsets[0] + 32 * n].reshape(n, 32)[:, :16]]
-        if (digits == 255).any():
-            raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
-        packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 8] bytes, big-endian
-        out.append(np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+        out.append(data[offsets[0] : offsets[0] + 32 * n].reshape(n, 32))
+    return np.concatenate(out) if out else np.zeros((0, 32), dtype=np.uint8)
+
+
+def hex_keys(ids: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
+    """First 64 bits of 32-hex-digit ids as uint64 (sorts like the ids): 8 bytes per row."""
+    raw = ids if isinstance(ids, np.ndarray) else id_bytes(ids)
+    digits = _HEX[raw[:, :16]]
+    if (digits == 255).any():
+        raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
+    packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 8] bytes, big-endian
+    return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
+
+
+def bytes_to_strings(raw: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """An [n, 32] uint8 matrix back into an Arrow string array (fixed-width offsets); rows where
+    `valid` is false become null."""
+    n = raw.shape[0]
+    offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
+    bitmap, nulls = None, 0
+    if valid is not None and not valid.all():
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        nulls = int(n - valid.sum())
+    data = pa.py_buffer(np.ascontiguousarray(raw).ravel())
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), data, bitmap, nulls)
 
 
 def order_by(df: pl.DataFrame, keys: list[tuple[str | pl.Series | np.ndarray, bool]]) -> np.ndarray:
@@ -200,6 +220,21 @@ def order_by(df: pl.DataFrame, keys: list[tuple[str | pl.Series | np.ndarray, bo
     desc.append(False)
     frame = pl.DataFrame(cols).with_row_index("_i")
     return frame.sort([c for c in cols], descending=desc, maintain_order=True)["_i"].to_numpy().astype(np.int64)
+
+
+def top_rows(df: pl.DataFrame, key: str | np.ndarray, descending: bool, k: int) -> np.ndarray:
+    """The first `k` rows by one key (ties by pair key), without sorting everything when k is small."""
+    n = df.height
+    if k >= n // 4:
+        return order_by(df, [(key, descending)])[:k]
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    v = _values(df, key)
+    v = -v if descending else v
+    threshold = np.partition(v, k - 1)[k - 1]
+    cand = np.flatnonzero(v <= threshold)  # every row that can be among the first k, ties included
+    sub = df.select("_p")[cand]
+    return cand[order_by(sub, [(v[cand], False)])[:k]]
 
 
 def _values(df: pl.DataFrame, key) -> np.ndarray:
@@ -324,6 +359,9 @@ def resolve_embedding(schema: pa.Schema, p: dict[str, Any]) -> None:
     p["embedding"] = sets[0]
 
 
+ID_COLUMNS = ("pair_id", "prompt_id", "a_id", "b_id")
+
+
 def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where: str | None) -> Pool:
     """Read the candidates at `version`, orient them and drop what the strategy cannot choose."""
     ds = store.dataset("pair_features", version)
@@ -331,16 +369,23 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
     feats = list(dict.fromkeys(strategy.columns(p) + ([orient.margin] if orient.margin else [])))
     check_columns(ds.schema, feats)
     rows_total = ds.count_rows()
-    cols = list(dict.fromkeys(POOL_COLUMNS + feats))
+    cols = list(dict.fromkeys([*ID_COLUMNS, *POOL_COLUMNS, "label_source", *feats]))
     try:
-        table = ds.to_table(columns=cols, filter=where, with_row_address=True)
+        table = ds.to_table(columns=cols, filter=where)
     except (ValueError, OSError, RuntimeError) as e:  # lance reports bad SQL as ValueError/OSError
         raise UsageError(f"--where {where!r} is not a valid filter on table 'pair_features': {e}") from e
-    g = hex_keys(table.column("prompt_id"))
-    ids = table.select(["pair_id", "prompt_id", "_rowaddr"])
-    df = pl.from_arrow(table.drop_columns([c for c in ("pair_id", "prompt_id", "_rowaddr") if c not in feats]))
-    df = df.with_columns(_g=pl.Series(g), _p=pl.Series(hex_keys(table.column("pair_id"))),
-                         _row=pl.int_range(pl.len(), dtype=pl.Int64))
+    # Ids stay fixed-width bytes (the picks' strings are gathered from them at the end); the pool
+    # frame carries 64-bit keys instead.
+    ids = {c: id_bytes(table.column(c)) for c in ID_COLUMNS}
+    g = hex_keys(ids["prompt_id"])
+    df = pl.from_arrow(table.drop_columns([c for c in ID_COLUMNS if c not in feats]))
+    del table
+    df = df.with_columns(
+        pl.col("label_source").cast(pl.Categorical),
+        _g=pl.Series(g),
+        _p=pl.Series(hex_keys(ids["pair_id"])),
+        _row=pl.int_range(pl.len(), dtype=pl.Int64),
+    )
     # Group the rows of each prompt together (they usually are already, as pairs are written per
     # prompt block); then a dense prompt index lets per-prompt picks be segment reductions.
     run_start = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, dtype=bool)
@@ -374,26 +419,36 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
     return pool
 
 
-def pick_strings(store, version: int, pool: Pool, rows: np.ndarray) -> pa.Table:
-    """pair_id, prompt_id, a_id, b_id, label_source of the picked pool rows, in `rows` order."""
+def members_table(pool: Pool, rows: np.ndarray, score: np.ndarray, name: str, margin_source: str | None,
+                  schema: pa.Schema) -> pa.Table:
+    """The subset_members rows of the picks, built from the id bytes (no per-row Python)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n = len(rows)
     idx = pool.df["_row"].to_numpy()[rows]
-    ids = pool.ids.take(pa.array(idx))
-    addr = ids.column("_rowaddr").to_numpy()
-    order = np.argsort(addr, kind="stable")
-    ds = store.dataset("pair_features", version)
-    if len(addr):
-        fetched = ds._take_rows(addr[order], columns=["a_id", "b_id", "label_source"])
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order))
-        fetched = fetched.take(pa.array(inv))
+    a, b = pool.ids["a_id"][idx], pool.ids["b_id"][idx]
+    o = pool.df["_o"].to_numpy()[rows]
+    a_first = (o == 1)[:, None]
+    oriented = o != 0
+    if margin_source:
+        src = pc.if_else(pa.array(oriented), _constant(margin_source, n), pa.scalar(None, pa.string()))
     else:
-        fetched = ds.schema.empty_table().select(["a_id", "b_id", "label_source"])
-    return pa.table(
-        {
-            "pair_id": ids.column("pair_id"),
-            "prompt_id": ids.column("prompt_id"),
-            "a_id": fetched.column("a_id"),
-            "b_id": fetched.column("b_id"),
-            "label_source": fetched.column("label_source"),
-        }
-    )
+        src = pool.df["label_source"].gather(rows).cast(pl.String).to_arrow().cast(pa.string())
+        src = pc.if_else(pa.array(oriented), src, pa.scalar(None, pa.string()))
+    score = np.asarray(score, dtype=np.float64)
+    cols = {
+        "subset": _constant(name, n),
+        "pair_id": bytes_to_strings(pool.ids["pair_id"][idx]),
+        "prompt_id": bytes_to_strings(pool.ids["prompt_id"][idx]),
+        "rank": pa.array(np.arange(n, dtype=np.int64)),
+        "score": pa.array(score, mask=np.isnan(score)),
+        "chosen_id": bytes_to_strings(np.where(a_first, a, b), oriented),
+        "rejected_id": bytes_to_strings(np.where(a_first, b, a), oriented),
+        "label_source": src,
+        "a_id": bytes_to_strings(a),
+        "b_id": bytes_to_strings(b),
+    }
+    return pa.table([cols[f.name] for f in schema], schema=schema)
+
+
+def _constant(value: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value])).cast(pa.string())

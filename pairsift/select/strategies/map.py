@@ -18,12 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import UsageError
-from .base import Orientation, Picks, Strategy, check_ratio, floor_ratio, order_by, uniform_draws
+from .base import Orientation, Picks, Strategy, check_ratio, floor_ratio, top_rows, uniform_draws
 
 VARIANTS = ("map", "rm_margin", "logp_margin_norm_abs", "rand")
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
+    if len(x) == 0:
+        return x
     std = x.std()  # population std (ddof=0), as the paper
     return np.zeros_like(x) if std == 0 else (x - x.mean()) / std
 
@@ -67,5 +69,5 @@ class MAP(Strategy):
                 w = p["weight"] if v == "map" else 1.0
                 score -= w * zscore(np.abs(df[f"dlogp_mean_{p['logprobs']}"].to_numpy().astype(np.float64)))
         keep = floor_ratio(p["ratio"], n)
-        rows = order_by(df, [(score, True)])[:keep]
+        rows = top_rows(df, score, True, keep)
         return Picks(rows, score[rows], {"pool": n, "keep": int(keep)})

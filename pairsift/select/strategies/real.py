@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from ...errors import UsageError
-from .base import Context, Picks, Pool, Strategy, order_by, rank_picks, top_per_prompt, uniform_draws
+from .base import Context, Picks, Pool, Strategy, order_by, rank_picks, top_per_prompt, top_rows, uniform_draws
 
 DEFAULT_EMBEDDING = None  # None: the only cos_<set> column of pair_features (see resolve_embedding)
 
@@ -100,8 +100,7 @@ class RandomHalf(Strategy):
 
     def pick(self, pool, p, rng, ctx):
         u = uniform_draws(pool.df, rng)
-        order = order_by(pool.df, [(u, True)])
-        rows = order[: pool.df.height // 2]
+        rows = top_rows(pool.df, u, True, pool.df.height // 2)
         return Picks(rows, u[rows])
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from ...errors import UsageError
-from .base import Picks, Strategy, check_ratio, floor_ratio, order_by, rank_picks, top_per_prompt
+from .base import Picks, Strategy, check_ratio, floor_ratio, rank_picks, top_per_prompt, top_rows
 
 
 class Top(Strategy):
@@ -48,5 +48,5 @@ class Top(Strategy):
             rows = rank_picks(df, rows, [(vals, bool(p["descending"]))])
         else:
             keep = p["k"] if p["k"] is not None else floor_ratio(p["ratio"], df.height)
-            rows = order_by(df, [key])[:keep]
+            rows = top_rows(df, col, bool(p["descending"]), keep)
         return Picks(rows, df[col].to_numpy()[rows].astype(np.float64))
