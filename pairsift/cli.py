@@ -558,7 +558,12 @@ def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json)
     """
     from .select.pairs import build_pairs
 
-    line = RateLine("prompts")
+    live = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if live:
+            click.echo(f"\r{done:,}/{total:,} prompts", err=True, nl=False)
+
     try:
         report = build_pairs(
             store,
@@ -567,10 +572,11 @@ def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json)
             logprobs=list(logprobs) or None,
             rewards=list(rewards) or None,
             rebuild=rebuild,
-            progress=lambda done, total: line(done, done),
+            progress=progress,
         )
     finally:
-        line.close()
+        if live:
+            click.echo("", err=True)
     if as_json:
         echo_json(report.to_dict())
     else:
