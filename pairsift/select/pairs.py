@@ -366,8 +366,9 @@ def build_pairs(
     }
     schema = _schema(sets, meta)
 
-    order_col = f"off_embeddings_{sets.embeddings[0]}" if sets.embeddings else None
-    # Prompts in the order their vectors are stored, so each block's `take` reads sequentially.
+    big = [f"embeddings_{e}" for e in sets.embeddings] + [f"logprobs_{lp}" for lp in sets.logprobs]
+    order_col = f"off_{big[0]}" if big else None
+    # Prompts in the order their vectors (or token ids) are stored, so each block reads one range.
     key = pl.col(order_col).min().over("prompt_id") if order_col else pl.col("prompt_id")
     todo = todo.with_columns(key.alias("__order")).sort("__order", "prompt_id", "response_id", nulls_last=True)
     ks = todo.group_by("prompt_id").len()

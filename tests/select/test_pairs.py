@@ -266,12 +266,20 @@ def test_labelled_only(store):
     assert_matches(store, reference(prompts))
 
 
-def test_incremental_rerun_adds_and_recomputes_nothing(store):
+def test_incremental_rerun_adds_and_recomputes_nothing(store, monkeypatch):
+    import pairsift.select.pairs as pairs_module
+
     prompts = fixture_prompts()
     write_store(store, prompts[:2])
     build_pairs(store)
     v = store.dataset(TABLE).version
-    again = build_pairs(store)
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("a re-run with nothing new must not read any input set")
+
+    with monkeypatch.context() as m:
+        m.setattr(pairs_module, "read_inputs", no_reads)
+        again = build_pairs(store)
     assert again.pairs_added == 0 and again.prompts_present == 2
     assert store.dataset(TABLE).version == v  # no commit at all
     write_store(store, prompts[2:])  # new prompts arrive
