@@ -12,10 +12,12 @@ a thread reads block i+1 while block i is computed (the maths is in
 :mod:`pairsift.select.pair_math`).
 
 Incremental: a re-run computes only prompts that have no row yet (anti-join on ``prompt_id``),
-appended in one commit. A feature set that appears later (a new embedding set, log-prob or
-reward name) is added to the existing rows first, as new columns in one ``add_columns`` commit.
-``rebuild=True`` recomputes everything and replaces the table in one Overwrite commit. An
-interrupted run leaves the table as it was.
+appended in one commit; with nothing new it commits nothing and reads no input set. A feature
+set that appears later (a new embedding set, log-prob or reward name) adds its columns, and the
+DCRM columns it enables, to every existing row: the existing rows are read batch by batch, get
+the new columns, and are written again together with the new prompts in one Overwrite commit.
+``rebuild=True`` recomputes everything, also in one Overwrite commit. An interrupted run leaves
+the table as it was.
 """
 
 from __future__ import annotations
