@@ -159,6 +159,25 @@ def ingest(store, path, fmt, preset, dataset, split, skip_invalid, as_json, **fi
 
 @cli.command()
 @store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def demo(store, as_json):
+    """Run the whole flow on the embedded default and print a summary.
+
+    Ingests the bundled HH-RLHF sample, embeds the responses with all-MiniLM-L6-v2 (works
+    offline), builds pair features and selects the REAL easy and hard halves. Re-running adds
+    nothing.
+    """
+    from .demo import format_summary, run_demo
+
+    result = run_demo(store, say=lambda s: click.echo(s, err=True))
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(format_summary(result))
+
+
+@cli.command()
+@store_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def info(store, as_json):
     """Tables, row counts, schema and table versions, datasets and splits of a store."""

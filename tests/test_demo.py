@@ -1,0 +1,48 @@
+"""The README's main command: `pairsift demo` on the embedded default, and its re-run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from click.testing import CliRunner
+
+from pairsift.cli import cli
+from tests.conftest import HH_SAMPLE, REPO
+
+
+def test_demo_runs_the_whole_flow_and_reruns_as_a_noop(tmp_path):
+    store = str(tmp_path / "store")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["demo", "--store", store, "--json"])
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.stdout)
+    n = sum(1 for line in open(HH_SAMPLE) if line.strip())
+    assert first["ingest"]["pairs_added"] == n
+    assert first["cosine"]["pairs"] == n
+    assert -1.0 <= first["cosine"]["min"] <= first["cosine"]["median"] <= first["cosine"]["max"] <= 1.0
+    easy, hard = first["subsets"]["demo-easy-half"], first["subsets"]["demo-hard-half"]
+    candidates = easy["counts"]["candidates"]
+    assert easy["pairs"] == hard["pairs"] == candidates // 2
+    # blank responses have no embedding: their pairs are counted as excluded, never selected
+    assert candidates + easy["counts"]["excluded"].get("null_cos_minilm", 0) == n
+
+    again = runner.invoke(cli, ["demo", "--store", store])
+    assert again.exit_code == 0, again.output
+    assert f"+0 new" in again.stdout
+    assert f"subset demo-easy-half (easy-half): {easy['pairs']:,} pairs" in again.stdout
+
+
+def test_readme_commands_exist():
+    """Every `pairsift <command>` the README shows is a real command with help text."""
+    readme = (REPO / "README.md").read_text()
+    shown = set(re.findall(r"^pairsift ([a-z]+)", readme, flags=re.M)) | set(
+        re.findall(r"`pairsift ([a-z]+)", readme)
+    )
+    assert {"demo", "ingest", "info"} <= shown
+    runner = CliRunner()
+    for command in sorted(shown):
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+    for command in cli.commands:
+        assert command in shown, f"`pairsift {command}` is not documented in README.md"
