@@ -61,6 +61,7 @@ class Pool:
     df: pl.DataFrame
     labelled: bool  # True: pairs are oriented (subset ready for training); False: out for annotation
     ids: dict[str, np.ndarray] = field(default_factory=dict)  # id column -> [rows read, 32] bytes
+    read: pl.DataFrame | None = None  # every row read, before any candidate filter
     excluded: Counter = field(default_factory=Counter)  # pairs, by reason
     prompts_excluded: Counter = field(default_factory=Counter)  # prompts that lost their last pair, by reason
     rows_read: int = 0
@@ -395,7 +396,7 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
         g = df["_g"].to_numpy()
         run_start = np.r_[True, g[1:] != g[:-1]]
     df = df.with_columns(_gi=pl.Series(np.cumsum(run_start) - 1, dtype=pl.Int64))
-    pool = Pool(df=df, labelled=True, ids=ids, rows_read=rows_total, prompts_read=int(run_start.sum()))
+    pool = Pool(df=df, labelled=True, ids=ids, read=df, rows_read=rows_total, prompts_read=int(run_start.sum()))
     if where:
         pool.excluded["where"] += rows_total - df.height
 

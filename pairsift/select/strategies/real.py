@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from ...errors import UsageError
-from .base import Context, Picks, Pool, Strategy, order_by, rank_picks, top_per_prompt, top_rows, uniform_draws
+from .base import Context, Picks, Pool, Strategy, hex_keys, order_by, rank_picks, top_per_prompt, top_rows, uniform_draws
 
 DEFAULT_EMBEDDING = None  # None: the only cos_<set> column of pair_features (see resolve_embedding)
 
@@ -145,85 +145,151 @@ def two_means(gram: np.ndarray, init: np.ndarray, n_iter: int = N_ITER) -> tuple
 
 
 class Centroid(_Cosine):
+    """2-means per prompt. The Gram matrix of a prompt's responses comes from the stored cosines
+    (``cos_<set>`` of every pair of the prompt, all read at the same version: exact for
+    normalised vectors, and no vector I/O); prompts whose pairs are not all in pair_features
+    (``--labelled-only`` builds, ``--where`` filters, null cosines) read their vectors from
+    ``embeddings_<set>`` instead. Either way the clustering is the same batched kernel 2-means."""
+
     name = "centroid"
     summary = "per prompt, 2-means over the response embeddings; the response nearest each centre"
     uses_seed = True
-    block_responses = 65_536  # vectors held at once (~400 MB as float64 at 768-d)
+    block_responses = 65_536  # vectors held at once on the fallback path (~400 MB as float64 at 768-d)
 
     def tables(self, p):
         return [f"embeddings_{p['embedding']}"]
 
-    def columns(self, p):
-        return super().columns(p) + ["a_id", "b_id"]  # which responses each pair joins
-
-    def required(self, p):
-        return super().columns(p)
-
     def pick(self, pool: Pool, p: dict[str, Any], rng: np.random.Generator, ctx: Context) -> Picks:
-        df = pool.df
-        # The prompt's responses: those in at least one of its candidate pairs, by (prompt, id).
-        resp = (
-            pl.concat([df.select("_g", rid="a_id"), df.select("_g", rid="b_id")])
-            .unique()
-            .sort("_g", "rid")
-        )
-        k_all = resp.group_by("_g", maintain_order=True).len()["len"].to_numpy().astype(np.int64)
-        # One draw per prompt, in prompt-key order: the index of the point that seeds centre 0.
-        u = rng.random(len(k_all))
-        init_all = np.minimum((u * k_all).astype(np.int64), k_all - 1)
-        vec_rows = _embedding_rows(ctx, p["embedding"], resp["rid"])
-        offsets = np.concatenate([[0], np.cumsum(k_all)]).astype(np.int64)
+        df, col = pool.df, f"cos_{p['embedding']}"
+        row = df["_row"].to_numpy()
+        a_key = hex_keys(pool.ids["a_id"][row])
+        b_key = hex_keys(pool.ids["b_id"][row])
+        gi = df["_gi"].to_numpy()
+        # The prompt's responses: those in at least one candidate pair, ordered by (prompt, id).
+        # Response ids hash their prompt, so a response key is unique store-wide.
+        rk = np.concatenate([a_key, b_key])
+        rg = np.concatenate([gi, gi])
+        rk, first = np.unique(rk, return_index=True)
+        rg = rg[first]
+        order = np.lexsort((rk, rg))  # by prompt, then response id
+        resp_g, resp_key = rg[order], rk[order]
+        pos_of = np.empty(len(order), dtype=np.int64)  # position (in resp order) of each unique key
+        pos_of[order] = np.arange(len(order))
+        starts = np.flatnonzero(np.r_[True, resp_g[1:] != resp_g[:-1]]) if len(resp_g) else np.zeros(0, np.int64)
+        k_all = np.diff(np.r_[starts, len(resp_g)]).astype(np.int64)
+        local = np.arange(len(resp_g)) - np.repeat(starts, k_all)  # index within its prompt
 
-        d_own = np.empty(resp.height)  # distance to the centre of the response's own cluster
-        cluster = np.empty(resp.height, dtype=np.int8)
-        ds = ctx.store.dataset(f"embeddings_{p['embedding']}", ctx.versions[f"embeddings_{p['embedding']}"])
+        def lookup(keys):
+            return pos_of[np.searchsorted(rk, keys)]
+
+        # One draw per prompt, in prompt-key order: the index of the point that seeds centre 0.
+        g_of_prompt = df["_g"].to_numpy()[np.searchsorted(gi, resp_g[starts])]
+        u = np.empty(len(starts))
+        u[np.argsort(g_of_prompt, kind="stable")] = rng.random(len(starts))
+        init_all = np.minimum((u * k_all).astype(np.int64), k_all - 1)
+
+        gram_of, complete = self._stored_gram(pool, col, resp_key, resp_g, starts, k_all, local)
+        d_own = np.empty(len(resp_g))  # distance to the centre of the response's own cluster
+        cluster = np.empty(len(resp_g), dtype=np.int8)
+        offsets = np.r_[0, np.cumsum(k_all)].astype(np.int64)
+        need_vectors = np.flatnonzero(~complete)
+        vec_rows = None
+        if len(need_vectors):
+            idx = np.flatnonzero(np.repeat(~complete, k_all))  # responses of those prompts
+            vec_rows = np.full(len(resp_g), -1, dtype=np.int64)
+            vec_rows[idx] = _embedding_rows(ctx, p["embedding"], resp_key[idx])
+        table = f"embeddings_{p['embedding']}"
+        ds = ctx.store.dataset(table, ctx.versions[table]) if len(need_vectors) else None
         for k in np.unique(k_all).tolist():
-            prompts = np.flatnonzero(k_all == k)
-            step = max(1, self.block_responses // k)
-            for s in range(0, len(prompts), step):
-                blk = prompts[s : s + step]
-                idx = (offsets[blk][:, None] + np.arange(k, dtype=np.int64)[None, :]).ravel()
-                x = _take_vectors(ds, vec_rows[idx]).reshape(len(blk), k, -1)
-                x = x.astype(np.float64)  # exact Gram: near-ties must not depend on float32 rounding
-                gram = np.matmul(x, x.transpose(0, 2, 1))
-                assign, d2 = two_means(gram, init_all[blk])
-                cluster[idx] = assign.ravel()
-                d_own[idx] = np.sqrt(np.take_along_axis(d2, assign[:, :, None].astype(np.int64), 2)).ravel()
+            for from_store in (True, False):
+                prompts = np.flatnonzero((k_all == k) & (complete == from_store))
+                step = max(1, self.block_responses // k) if not from_store else max(1, 4_000_000 // (k * k))
+                for s0 in range(0, len(prompts), step):
+                    blk = prompts[s0 : s0 + step]
+                    idx = (offsets[blk][:, None] + np.arange(k, dtype=np.int64)[None, :]).ravel()
+                    if from_store:
+                        gram = gram_of(blk, k)
+                    else:
+                        x = _take_vectors(ds, vec_rows[idx]).reshape(len(blk), k, -1).astype(np.float64)
+                        gram = np.matmul(x, x.transpose(0, 2, 1))
+                    assign, d2 = two_means(gram, init_all[blk])
+                    cluster[idx] = assign.ravel()
+                    d_own[idx] = np.sqrt(np.take_along_axis(d2, assign[:, :, None].astype(np.int64), 2)).ravel()
 
         # Score each candidate pair: straddling the two clusters first, then the smaller sum of
         # distances to the own centres. The best straddling pair is exactly "the response nearest
         # each centre"; if that pair is not a candidate (or a cluster is empty) the next best is
         # taken, so the two picks always differ.
-        look = resp.with_columns(cl=pl.Series(cluster), d=pl.Series(d_own))
-        j = (
-            df.select("_g", "a_id", "b_id")
-            .with_row_index("_r")
-            .join(look.rename({"rid": "a_id", "cl": "cl_a", "d": "d_a"}), on=["_g", "a_id"], how="left")
-            .join(look.rename({"rid": "b_id", "cl": "cl_b", "d": "d_b"}), on=["_g", "b_id"], how="left")
-            .sort("_r")
-        )
-        straddle = (j["cl_a"] != j["cl_b"]).to_numpy()
+        ia, ib = lookup(a_key), lookup(b_key)
+        straddle = cluster[ia] != cluster[ib]
         # Rounded so that mathematical ties (the two points of a 2-point cluster are equidistant
         # from its centre) are ties, broken by pair key, not by float noise.
-        cost = np.round((j["d_a"] + j["d_b"]).to_numpy(), 9)
+        cost = np.round(d_own[ia] + d_own[ib], 9)
         rows = top_per_prompt(df, [(straddle, True), (cost, False)])
         ranked = rank_picks(df, rows, [(cost[rows], False)])
-        return Picks(ranked, cost[ranked], {"fallback_same_cluster": int((~straddle[rows]).sum())})
+        extra = {"fallback_same_cluster": int((~straddle[rows]).sum()),
+                 "prompts_gram_from_cosines": int(complete.sum()), "prompts_gram_from_vectors": int((~complete).sum())}
+        return Picks(ranked, cost[ranked], extra)
+
+    @staticmethod
+    def _stored_gram(pool, col, resp_key, resp_g, starts, k_all, local):
+        """Gram matrices from the cosines of every pair read (before candidate filters).
+
+        Returns (gram_of(prompts, k) -> [P, k, k], complete[prompt]): a prompt is complete when all
+        k(k-1)/2 pairs of its responses have a stored, non-null cosine."""
+        raw = pool.read
+        ok = raw[col].is_not_null() & ~raw[col].is_nan().fill_null(True)
+        raw = raw.filter(ok)
+        row = raw["_row"].to_numpy()
+        a, b = hex_keys(pool.ids["a_id"][row]), hex_keys(pool.ids["b_id"][row])
+        order = np.argsort(resp_key, kind="stable")
+        sk = resp_key[order]
+
+        def find(keys):
+            i = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
+            hit = sk[i] == keys if len(sk) else np.zeros(len(keys), bool)
+            return np.where(hit, order[i], -1)
+
+        ra, rb = find(a), find(b)
+        keep = (ra >= 0) & (rb >= 0)
+        ra, rb = ra[keep], rb[keep]
+        cos = raw[col].to_numpy()[keep].astype(np.float64)
+        same = resp_g[ra] == resp_g[rb]
+        ra, rb, cos = ra[same], rb[same], cos[same]
+        prompt_of = np.repeat(np.arange(len(starts)), k_all)
+        counts = np.bincount(prompt_of[ra], minlength=len(starts))
+        complete = counts == k_all * (k_all - 1) // 2
+        # Entries sorted by prompt, so a block of prompts is a contiguous slice.
+        o = np.argsort(prompt_of[ra], kind="stable")
+        ep, ea, eb, ec = prompt_of[ra][o], local[ra][o], local[rb][o], cos[o]
+        bounds = np.r_[0, np.cumsum(counts)]
+
+        def gram_of(prompts, k):
+            g = np.broadcast_to(np.eye(k), (len(prompts), k, k)).copy()
+            sel = np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in prompts]) if len(prompts) < 64 else \
+                np.flatnonzero(np.isin(ep, prompts))
+            slot = np.searchsorted(prompts, ep[sel])
+            g[slot, ea[sel], eb[sel]] = ec[sel]
+            g[slot, eb[sel], ea[sel]] = ec[sel]
+            return g
+
+        return gram_of, complete
 
 
-def _embedding_rows(ctx: Context, name: str, ids: pl.Series) -> np.ndarray:
-    """Row positions in embeddings_<name> of `ids` (every id must have a vector)."""
+def _embedding_rows(ctx: Context, name: str, keys: np.ndarray) -> np.ndarray:
+    """Row positions in embeddings_<name> of the responses with id keys `keys`."""
     table = f"embeddings_{name}"
     ds = ctx.store.dataset(table, ctx.versions[table])
-    stored = pl.from_arrow(ds.to_table(columns=["id"])).with_row_index("_pos")
-    found = pl.DataFrame({"id": ids}).with_row_index("_i").join(stored, on="id", how="left").sort("_i")
-    missing = found["_pos"].is_null()
-    if missing.any():
+    stored = hex_keys(ds.to_table(columns=["id"]).column("id"))
+    order = np.argsort(stored, kind="stable")
+    i = np.minimum(np.searchsorted(stored[order], keys), max(len(stored) - 1, 0))
+    found = (stored[order][i] == keys) if len(stored) else np.zeros(len(keys), bool)
+    if not found.all():
         raise UsageError(
-            f"{int(missing.sum())} responses with a cosine in pair_features have no vector in '{table}' "
-            f"(e.g. {found.filter(missing)['id'][0]}): re-run `pairsift embed --name {name}`"
+            f"{int((~found).sum())} responses with a cosine in pair_features have no vector in '{table}': "
+            f"re-run `pairsift embed --name {name}`"
         )
-    return found["_pos"].to_numpy().astype(np.int64)
+    return order[i]
 
 
 def _take_vectors(ds, rows: np.ndarray) -> np.ndarray:
