@@ -160,27 +160,29 @@ class Centroid(_Cosine):
         return [f"embeddings_{p['embedding']}"]
 
     def pick(self, pool: Pool, p: dict[str, Any], rng: np.random.Generator, ctx: Context) -> Picks:
-        df, col = pool.df, f"cos_{p['embedding']}"
+        df, col, read = pool.df, f"cos_{p['embedding']}", pool.read
+        n_read = read.height
+        # Every response of the rows read gets a dense number (one sort, no per-key lookups);
+        # response ids hash their prompt, so a response key is unique store-wide.
+        keys, inv = np.unique(np.concatenate([hex_keys(pool.ids["a_id"]), hex_keys(pool.ids["b_id"])]),
+                              return_inverse=True)
+        inv_a, inv_b = inv[:n_read], inv[n_read:]  # indexed by _row
         row = df["_row"].to_numpy()
-        a_key = hex_keys(pool.ids["a_id"][row])
-        b_key = hex_keys(pool.ids["b_id"][row])
+        ca, cb = inv_a[row], inv_b[row]
         gi = df["_gi"].to_numpy()
         # The prompt's responses: those in at least one candidate pair, ordered by (prompt, id).
-        # Response ids hash their prompt, so a response key is unique store-wide.
-        rk = np.concatenate([a_key, b_key])
-        rg = np.concatenate([gi, gi])
-        rk, first = np.unique(rk, return_index=True)
-        rg = rg[first]
-        order = np.lexsort((rk, rg))  # by prompt, then response id
-        resp_g, resp_key = rg[order], rk[order]
-        pos_of = np.empty(len(order), dtype=np.int64)  # position (in resp order) of each unique key
+        used = np.zeros(len(keys), dtype=bool)
+        used[ca] = used[cb] = True
+        rg_all = np.empty(len(keys), dtype=np.int64)
+        rg_all[ca], rg_all[cb] = gi, gi
+        uid = np.flatnonzero(used)  # already in key order
+        order = uid[np.argsort(rg_all[uid], kind="stable")]  # by prompt, then response id
+        resp_g, resp_key = rg_all[order], keys[order]
+        pos_of = np.full(len(keys), -1, dtype=np.int64)  # response number -> position in resp order
         pos_of[order] = np.arange(len(order))
         starts = np.flatnonzero(np.r_[True, resp_g[1:] != resp_g[:-1]]) if len(resp_g) else np.zeros(0, np.int64)
         k_all = np.diff(np.r_[starts, len(resp_g)]).astype(np.int64)
         local = np.arange(len(resp_g)) - np.repeat(starts, k_all)  # index within its prompt
-
-        def lookup(keys):
-            return pos_of[np.searchsorted(rk, keys)]
 
         # One draw per prompt, in prompt-key order: the index of the point that seeds centre 0.
         g_of_prompt = df["_g"].to_numpy()[np.searchsorted(gi, resp_g[starts])]
@@ -188,18 +190,17 @@ class Centroid(_Cosine):
         u[np.argsort(g_of_prompt, kind="stable")] = rng.random(len(starts))
         init_all = np.minimum((u * k_all).astype(np.int64), k_all - 1)
 
-        gram_of, complete = self._stored_gram(pool, col, resp_key, resp_g, starts, k_all, local)
+        gram_of, complete = self._stored_gram(read, col, pos_of[inv_a], pos_of[inv_b], resp_g, starts, k_all, local)
         d_own = np.empty(len(resp_g))  # distance to the centre of the response's own cluster
         cluster = np.empty(len(resp_g), dtype=np.int8)
         offsets = np.r_[0, np.cumsum(k_all)].astype(np.int64)
-        need_vectors = np.flatnonzero(~complete)
         vec_rows = None
-        if len(need_vectors):
+        if (~complete).any():
             idx = np.flatnonzero(np.repeat(~complete, k_all))  # responses of those prompts
             vec_rows = np.full(len(resp_g), -1, dtype=np.int64)
             vec_rows[idx] = _embedding_rows(ctx, p["embedding"], resp_key[idx])
         table = f"embeddings_{p['embedding']}"
-        ds = ctx.store.dataset(table, ctx.versions[table]) if len(need_vectors) else None
+        ds = ctx.store.dataset(table, ctx.versions[table]) if vec_rows is not None else None
         for k in np.unique(k_all).tolist():
             for from_store in (True, False):
                 prompts = np.flatnonzero((k_all == k) & (complete == from_store))
@@ -220,7 +221,7 @@ class Centroid(_Cosine):
         # distances to the own centres. The best straddling pair is exactly "the response nearest
         # each centre"; if that pair is not a candidate (or a cluster is empty) the next best is
         # taken, so the two picks always differ.
-        ia, ib = lookup(a_key), lookup(b_key)
+        ia, ib = pos_of[ca], pos_of[cb]
         straddle = cluster[ia] != cluster[ib]
         # Rounded so that mathematical ties (the two points of a 2-point cluster are equidistant
         # from its centre) are ties, broken by pair key, not by float noise.
@@ -232,42 +233,27 @@ class Centroid(_Cosine):
         return Picks(ranked, cost[ranked], extra)
 
     @staticmethod
-    def _stored_gram(pool, col, resp_key, resp_g, starts, k_all, local):
+    def _stored_gram(read, col, pa_, pb_, resp_g, starts, k_all, local):
         """Gram matrices from the cosines of every pair read (before candidate filters).
 
-        Returns (gram_of(prompts, k) -> [P, k, k], complete[prompt]): a prompt is complete when all
-        k(k-1)/2 pairs of its responses have a stored, non-null cosine."""
-        raw = pool.read
-        ok = raw[col].is_not_null() & ~raw[col].is_nan().fill_null(True)
-        raw = raw.filter(ok)
-        row = raw["_row"].to_numpy()
-        a, b = hex_keys(pool.ids["a_id"][row]), hex_keys(pool.ids["b_id"][row])
-        order = np.argsort(resp_key, kind="stable")
-        sk = resp_key[order]
-
-        def find(keys):
-            i = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
-            hit = sk[i] == keys if len(sk) else np.zeros(len(keys), bool)
-            return np.where(hit, order[i], -1)
-
-        ra, rb = find(a), find(b)
-        keep = (ra >= 0) & (rb >= 0)
-        ra, rb = ra[keep], rb[keep]
-        cos = raw[col].to_numpy()[keep].astype(np.float64)
+        `pa_`/`pb_`: position (in response order) of each read row's a/b, -1 if not a candidate
+        response. Returns (gram_of(prompts, k) -> [P, k, k], complete[prompt]): a prompt is
+        complete when all k(k-1)/2 pairs of its responses have a stored, non-null cosine."""
+        cos = read[col].to_numpy().astype(np.float64)
+        keep = (pa_ >= 0) & (pb_ >= 0) & ~np.isnan(cos)  # a null cosine reads as NaN
+        ra, rb, cos = pa_[keep], pb_[keep], cos[keep]
         same = resp_g[ra] == resp_g[rb]
         ra, rb, cos = ra[same], rb[same], cos[same]
         prompt_of = np.repeat(np.arange(len(starts)), k_all)
         counts = np.bincount(prompt_of[ra], minlength=len(starts))
         complete = counts == k_all * (k_all - 1) // 2
-        # Entries sorted by prompt, so a block of prompts is a contiguous slice.
+        # Entries sorted by prompt, so a block of prompts is found by one isin/searchsorted.
         o = np.argsort(prompt_of[ra], kind="stable")
         ep, ea, eb, ec = prompt_of[ra][o], local[ra][o], local[rb][o], cos[o]
-        bounds = np.r_[0, np.cumsum(counts)]
 
         def gram_of(prompts, k):
             g = np.broadcast_to(np.eye(k), (len(prompts), k, k)).copy()
-            sel = np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in prompts]) if len(prompts) < 64 else \
-                np.flatnonzero(np.isin(ep, prompts))
+            sel = np.flatnonzero(np.isin(ep, prompts))
             slot = np.searchsorted(prompts, ep[sel])
             g[slot, ea[sel], eb[sel]] = ec[sel]
             g[slot, eb[sel], ea[sel]] = ec[sel]
