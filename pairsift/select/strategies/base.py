@@ -160,11 +160,6 @@ class Strategy:
 # ---- vectorised building blocks ------------------------------------------------------------------
 
 
-_HEX = np.full(256, 255, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX[_c] = _i
-
-
 def id_bytes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """32-character ids as an [n, 32] uint8 matrix, straight from the Arrow buffers (no per-row
     Python, no string objects): gathering the picks' ids from it is a NumPy fancy index."""
@@ -191,8 +186,9 @@ def id_bytes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def hex_keys(ids: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
     """First 64 bits of 32-hex-digit ids as uint64 (sorts like the ids): 8 bytes per row."""
     raw = ids if isinstance(ids, np.ndarray) else id_bytes(ids)
-    digits = _HEX[raw[:, :16]]
-    if (digits == 255).any():
+    head = raw[:, :16]
+    digits = (head & 15) + 9 * (head >> 6)  # '0'-'9' -> 0-9, 'a'-'f' -> 10-15 (arithmetic, no table)
+    if len(digits) and digits.max() > 15:
         raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
     packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 8] bytes, big-endian
     return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
