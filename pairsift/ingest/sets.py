@@ -34,9 +34,10 @@ def open_set(store, table: str, schema: pa.Schema, option: str = "--name"):
         existing = store.db.open_table(table)
         old = read_provenance(existing.schema) or {}
         new = read_provenance(schema) or {}
-        diff = sorted(
-            k for k in set(old) | set(new) if k not in INFORMATIONAL and old.get(k) != new.get(k)
-        )
+        ignore = set(INFORMATIONAL)
+        if old.get("fingerprint") and old.get("fingerprint") == new.get("fingerprint"):
+            ignore.add("model")  # the same files named another way (relative path, symlink, hub id)
+        diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
         if diff:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
             raise UsageError(

@@ -128,6 +128,11 @@ def test_provenance_recorded_and_mixing_refused(tmp_store, models_dir):
     assert embed(tmp_store, str(other), name="b", max_length=64)["written"] == 6
     again = embed(tmp_store, str(path), name="a", max_length=64)
     assert again["written"] == 0 and again["already_done"] == 6
+    # The same files under another name (here a symlink) are the same model: resuming is allowed.
+    link = models_dir / "same-model-link"
+    if not link.exists():
+        link.symlink_to(path)
+    assert embed(tmp_store, str(link), name="a", max_length=64)["already_done"] == 6
     with pytest.raises(UsageError, match="--name"):
         embed(tmp_store, str(path), name="Bad-Name")
 
