@@ -68,6 +68,7 @@ def embed(
     table_name = f"embeddings_{name}"
     started = time.perf_counter()
 
+    store.table(target)  # fail before loading the model: "run `pairsift ingest` first"
     loaded = model if isinstance(model, Loaded) else load(model, "embed", device, dtype)
     net, tok = loaded.model, loaded.tokenizer
     device = str(next(net.parameters()).device)
@@ -97,15 +98,14 @@ def embed(
     table = sets.open_set(store, table_name, schema)
 
     key = "response_id" if target == "responses" else "prompt_id"
-    rows = store.scan(target).select(key, "text").collect()
-    rows, already = sets.pending(store, rows, table_name, "id", key)
-    total = rows.height
+    todo = sets.Pending(store, target, [key, "text"], key, table_name, "id", window_rows)
+    total = todo.total
     report = {
         "table": table_name,
         "target": target,
         "model": prov.get("model"),
-        "rows_total": total + already,
-        "already_done": already,
+        "rows_total": total + todo.already,
+        "already_done": todo.already,
         "written": 0,
         "blank": 0,
         "truncated": 0,
@@ -115,8 +115,7 @@ def embed(
     done = 0
 
     def windows():
-        for start in range(0, total, window_rows):
-            w = rows.slice(start, window_rows)
+        for w in todo:
             ids = w.get_column(key)
             texts = w.get_column("text")
             blank = texts.str.strip_chars().str.len_chars().fill_null(0).eq(0).to_numpy()

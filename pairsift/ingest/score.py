@@ -46,18 +46,30 @@ from .models import Loaded, default_set_name, load
 TRL_MAX_LENGTH = 1024  # DPOConfig.max_length default in TRL 1.16
 
 
-def _inputs(store) -> pl.DataFrame:
-    responses = store.scan("responses").select("response_id", "prompt_id", "text", "messages")
-    prompts = store.scan("prompts").select(
+def _prompts(store) -> pl.DataFrame:
+    """All prompts (fewer than responses), joined onto each window of responses."""
+    return store.scan("prompts").select(
         "prompt_id", pl.col("text").alias("prompt_text"), pl.col("messages").alias("prompt_messages")
-    )
-    return responses.join(prompts, on="prompt_id", how="inner").collect()
+    ).collect()
 
 
-def _use_chat(tok, frame: pl.DataFrame, chat_template: bool | None) -> bool:
-    has_msgs = frame.height > 0 and frame.get_column("messages").is_not_null().all() and (
-        frame.get_column("prompt_messages").is_not_null().all()
-    )
+def _windows(store, table_name: str, window_rows: int, prompts: pl.DataFrame) -> tuple[sets.Pending, object]:
+    todo = sets.Pending(store, "responses", ["response_id", "prompt_id", "text", "messages"], "response_id",
+                        table_name, "response_id", window_rows)
+
+    def joined():
+        for w in todo:
+            yield w.join(prompts, on="prompt_id", how="inner")
+
+    return todo, joined()
+
+
+def _null_count(store, table: str, column: str) -> int:
+    return sum(b.column(0).null_count for b in store.dataset(table).to_batches(columns=[column]))
+
+
+def _use_chat(store, tok, chat_template: bool | None) -> bool:
+    has_msgs = _null_count(store, "responses", "messages") == 0 and _null_count(store, "prompts", "messages") == 0
     if chat_template is None:
         return bool(has_msgs and getattr(tok, "chat_template", None))
     if chat_template and not getattr(tok, "chat_template", None):
@@ -173,11 +185,11 @@ def score_logprobs(
     model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
     name = sets.check_name(name or default_set_name(model_name), "--as")
     table_name = f"logprobs_{name}"
+    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
     loaded = model if isinstance(model, Loaded) else load(model, "causal_lm", device, dtype)
     net, tok = loaded.model, loaded.tokenizer
     device = str(next(net.parameters()).device)
-    frame = _inputs(store)
-    chat = _use_chat(tok, frame, chat_template)
+    chat = _use_chat(store, tok, chat_template)
     prov = {
         **loaded.provenance,
         "kind": "logprobs",
@@ -193,8 +205,8 @@ def score_logprobs(
         "pairsift_version": sets.version(),
     }
     table = sets.open_set(store, table_name, logprobs_schema(prov), "--as")
-    frame, already = sets.pending(store, frame, table_name, "response_id")
-    total = frame.height
+    todo, frames = _windows(store, table_name, window_rows, _prompts(store))
+    total, already = todo.total, todo.already
     report = {"table": table_name, "model": prov.get("model"), "rows_total": total + already,
               "already_done": already, "written": 0, "empty": 0, "truncated": 0, "prompt_too_long": 0,
               "chat_template": chat, "provenance": prov}
@@ -202,8 +214,7 @@ def score_logprobs(
     done = 0
 
     def windows():
-        for s in range(0, total, window_rows):
-            w = frame.slice(s, window_rows)
+        for w in frames:
             if chat:
                 prompts = [_msgs(m) for m in w.get_column("prompt_messages").to_list()]
                 comps = [_msgs(m) for m in w.get_column("messages").to_list()]
@@ -318,6 +329,7 @@ def score_rewards(
     model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
     name = sets.check_name(name or default_set_name(model_name))
     table_name = f"rewards_{name}"
+    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
     loaded = model if isinstance(model, Loaded) else load(model, "reward", device, dtype)
     net, tok = loaded.model, loaded.tokenizer
     n_labels = int(getattr(net.config, "num_labels", 1))
@@ -326,8 +338,7 @@ def score_rewards(
     device = str(next(net.parameters()).device)
     cfg = net.config
     max_length = int(max_length or min(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048), 4096))
-    frame = _inputs(store)
-    chat = _use_chat(tok, frame, chat_template)
+    chat = _use_chat(store, tok, chat_template)
     prov = {
         **loaded.provenance,
         "kind": "reward",
@@ -339,16 +350,15 @@ def score_rewards(
         "pairsift_version": sets.version(),
     }
     table = sets.open_set(store, table_name, rewards_schema(prov))
-    frame, already = sets.pending(store, frame, table_name, "response_id")
-    total = frame.height
+    todo, frames = _windows(store, table_name, window_rows, _prompts(store))
+    total, already = todo.total, todo.already
     report = {"table": table_name, "model": prov.get("model"), "rows_total": total + already,
               "already_done": already, "written": 0, "truncated": 0, "chat_template": chat, "provenance": prov}
     schema = table.schema
     done = 0
 
     def windows():
-        for s in range(0, total, window_rows):
-            w = frame.slice(s, window_rows)
+        for w in frames:
             if chat:
                 texts = [
                     tok.apply_chat_template(_msgs(p) + _msgs(r), tokenize=False)

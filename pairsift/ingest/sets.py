@@ -50,13 +50,41 @@ def open_set(store, table: str, schema: pa.Schema, option: str = "--name"):
     return store.create_table(table, schema)
 
 
-def pending(store, frame, table: str, key: str, frame_key: str | None = None):
-    """Rows of the Polars DataFrame `frame` whose id is not yet in output `table` (anti-join)."""
-    frame_key = frame_key or key
-    done = store.scan(table).select(key).collect()
-    if done.height == 0:
-        return frame, 0
-    return frame.join(done, left_on=frame_key, right_on=key, how="anti"), done.height
+class Pending:
+    """Input rows whose id is not yet in an output table, streamed in windows (bounded memory).
+
+    Done ids are held as sorted 64-bit keys (8 bytes each, :func:`pairsift.store.ids.id_keys`);
+    the input is read in Arrow batches of `window_rows` with only `columns`.
+    """
+
+    def __init__(self, store, source: str, columns: list[str], key: str, table: str, out_key: str,
+                 window_rows: int = 65_536):
+        from ..store.ids import id_keys
+
+        self._id_keys = id_keys
+        self.store, self.source, self.columns, self.key = store, source, columns, key
+        self.window_rows = window_rows
+        done = store.dataset(table).to_table(columns=[out_key]).column(out_key)
+        self.done = np.sort(id_keys(done)) if len(done) else np.empty(0, np.uint64)
+        self.already = len(self.done)
+        self.total = 0
+        for batch in store.dataset(source).to_batches(columns=[key], batch_size=1 << 20):
+            self.total += int(self._fresh(batch.column(0)).sum())
+
+    def _fresh(self, ids) -> np.ndarray:
+        keys = self._id_keys(ids)
+        if not len(self.done):
+            return np.ones(len(keys), bool)
+        pos = np.minimum(np.searchsorted(self.done, keys), len(self.done) - 1)
+        return self.done[pos] != keys
+
+    def __iter__(self):
+        import polars as pl
+
+        for batch in self.store.dataset(self.source).to_batches(columns=self.columns, batch_size=self.window_rows):
+            fresh = self._fresh(batch.column(self.key))
+            if fresh.any():
+                yield pl.from_arrow(batch.filter(pa.array(fresh)))
 
 
 def vectors(flat: np.ndarray, dim: int, null: np.ndarray | None = None) -> pa.Array:

@@ -64,7 +64,7 @@ def test_decoder_embeddings_equal_per_text_reference(tmp_store, models_dir):
     put_corpus(tmp_store, n_prompts=10, k=4, extra=[("Human: hi Assistant:", ["", "  \n", " ok"])])
     path = tiny_gpt2_dir(models_dir)
     # A small token budget and max_length force many padded batches and some truncation.
-    report = embed(tmp_store, str(path), max_length=40, batch_tokens=200, chunk_rows=7)
+    report = embed(tmp_store, str(path), max_length=40, batch_tokens=200, chunk_rows=7, window_rows=9)
     assert report["blank"] == 2 and report["truncated"] > 0
     assert report["written"] == report["rows_total"] == 43
     assert check_against_reference(tmp_store, report["table"], path, max_length=40) == 41
@@ -224,3 +224,10 @@ def test_cli_embed(tmp_path, models_dir):
     assert out["written"] == 6 and out["table"] == "embeddings_tiny_gpt2_0"
     res = CliRunner().invoke(cli, ["embed", "--store", str(tmp_path / "s"), "--model", str(path), "--max-length", "32"])
     assert res.exit_code == 1 and "different setup" in res.output
+
+
+def test_embed_before_ingest_says_what_to_run(tmp_store, models_dir):
+    from pairsift.errors import TableNotFound
+
+    with pytest.raises(TableNotFound, match="pairsift ingest"):
+        embed(tmp_store, str(tiny_gpt2_dir(models_dir)))

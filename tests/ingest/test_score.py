@@ -53,7 +53,8 @@ def reference_logprob(net, tok, prompt, response, max_length):
 def test_logprobs_equal_per_sequence_forward(tmp_store, models_dir):
     put_corpus(tmp_store, n_prompts=8, k=3, extra=[("Human: hi Assistant:", ["", " ok"])])
     path = tiny_gpt2_dir(models_dir)
-    report = score_logprobs(tmp_store, str(path), name="ref", max_length=48, batch_tokens=200, chunk_rows=5)
+    report = score_logprobs(tmp_store, str(path), name="ref", max_length=48, batch_tokens=200, chunk_rows=5,
+                            window_rows=7)
     assert report["written"] == report["rows_total"] == 26
     assert report["empty"] == 1 and report["truncated"] > 0
     net = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
@@ -165,7 +166,8 @@ def test_logprobs_resume_and_provenance(tmp_store, models_dir):
 def test_rewards_equal_per_text_forward(tmp_store, models_dir):
     put_corpus(tmp_store, n_prompts=8, k=3)
     path = tiny_reward_dir(models_dir)
-    report = score_rewards(tmp_store, str(path), name="rm", max_length=40, batch_tokens=200, chunk_rows=6)
+    report = score_rewards(tmp_store, str(path), name="rm", max_length=40, batch_tokens=200, chunk_rows=6,
+                           window_rows=10)
     assert report["written"] == 24 and report["truncated"] > 0
     net = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
     tok = transformers.AutoTokenizer.from_pretrained(path)
