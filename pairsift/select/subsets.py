@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 

@@ -9,7 +9,10 @@ model, from the sign of that reward margin: never from index order (METHODS.md Â
 
 Ties are broken by the pair key (``_p``: the first 64 bits of ``pair_id``, which sorts like the
 id itself), so every result is deterministic; randomness comes only from a NumPy ``Generator``
-seeded with the recorded seed, drawn in (prompt key, pair key) order.
+seeded with the recorded seed, one draw per pair in pair-key order (one per prompt in
+prompt-key order for centroid), so a draw does not depend on the table's layout on disk.
+Ids never enter Polars as strings: they stay fixed-width bytes (``Pool.ids``) from which the
+64-bit keys are parsed and the picks' id strings are rebuilt at the end.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ oriented (``reward_tie``); a prompt whose rewards all tie yields no pair (counte
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 from ...errors import UsageError

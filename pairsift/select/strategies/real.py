@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from ...errors import UsageError
 from .base import Context, Picks, Pool, Strategy, hex_keys, order_by, rank_picks, top_per_prompt, top_rows, uniform_draws
