@@ -1,12 +1,54 @@
 """pairsift: decide which preference pairs an LLM should be aligned on.
 
-ingest -> store -> features -> selection -> training. The public API is re-exported here;
-heavy dependencies (torch, transformers, trl) are imported only by the functions that use them.
+ingest -> store -> features -> selection -> training. The public API is re-exported here and
+imported on first use, so ``import pairsift`` stays light (no torch, transformers or trl until a
+function that needs them is called).
+
+>>> import pairsift
+>>> store = pairsift.open_store("pairsift-store")
+>>> pairsift.ingest_file(store, "test.jsonl.gz")
+>>> pairsift.embed(store, "sentence-transformers/all-MiniLM-L6-v2", name="minilm")
+>>> pairsift.build_pairs(store)
+>>> pairsift.select_subset(store, "easy-half", "hh-easy", embedding="minilm")
+
+(`ingest`, `select` and `train` are the subpackages, so their main functions are exported here
+as `ingest_file`, `select_subset` and `train_subset`.)
 """
+
+from importlib import import_module
 
 from .errors import InvalidRecord, PairsiftError
 from .store import Store, open_store
 
 __version__ = "0.1.0"
 
-__all__ = ["InvalidRecord", "PairsiftError", "Store", "__version__", "open_store"]
+#: public name -> (module, attribute)
+_LAZY = {
+    "ingest_file": ("pairsift.ingest.pipeline", "ingest"),
+    "embed": ("pairsift.ingest.embed", "embed"),
+    "score_logprobs": ("pairsift.ingest.score", "score_logprobs"),
+    "score_rewards": ("pairsift.ingest.score", "score_rewards"),
+    "build_pairs": ("pairsift.select.pairs", "build_pairs"),
+    "query_band": ("pairsift.select.query", "query_band"),
+    "select_subset": ("pairsift.select.subsets", "select"),
+    "list_subsets": ("pairsift.select.subsets", "list_subsets"),
+    "load_subset": ("pairsift.select.subsets", "load_subset"),
+    "export": ("pairsift.select.export", "export"),
+    "import_labels": ("pairsift.select.labels", "import_labels"),
+    "subset_stream": ("pairsift.train.stream", "subset_stream"),
+    "train_subset": ("pairsift.train.run", "train"),
+    "evaluate": ("pairsift.train.evaluate", "evaluate"),
+    "stability": ("pairsift.train.stability", "stability"),
+    "run_demo": ("pairsift.demo", "run_demo"),
+}
+
+__all__ = ["InvalidRecord", "PairsiftError", "Store", "__version__", "open_store", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(import_module(module), attr)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    raise AttributeError(f"module 'pairsift' has no attribute {name!r}")

@@ -126,8 +126,7 @@ def embed(
 
     engine = Engine(device, batch_tokens, pad_id=tok.pad_token_id or 0)
     forward = pool_forward(net, pooling)
-    writer = ChunkWriter(table.add, chunk_rows)
-    try:
+    with ChunkWriter(table.add, chunk_rows) as writer:
         for ids, blank, keep, seqs, truncated in background(windows(), depth=1):
             if blank.any():
                 b = np.flatnonzero(blank)
@@ -143,10 +142,7 @@ def embed(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-        report["written"] = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    report["written"] = writer.committed
     report["tokens"] = engine.tokens
     report["padded_tokens"] = engine.padded_tokens
     report["seconds"] = round(time.perf_counter() - started, 3)

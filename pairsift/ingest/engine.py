@@ -311,6 +311,16 @@ class ChunkWriter:
         self._check()
         return self.committed
 
+    def __enter__(self) -> "ChunkWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Commit the rest on success; on any exception (Ctrl-C too) drop what is uncommitted."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
     def abort(self) -> None:
         self._pending, self._pending_rows = [], 0
         self._error = self._error or RuntimeError("aborted")

@@ -228,8 +228,7 @@ def score_logprobs(
 
     engine = Engine(device, batch_tokens, pad_id=tok.pad_token_id or 0)
     forward = logprob_forward(net)
-    writer = ChunkWriter(table.add, chunk_rows)
-    try:
+    with ChunkWriter(table.add, chunk_rows) as writer:
         for ids, seqs_all, starts, empty in background(windows(), depth=1):
             full_len = seqs_all.lengths
             comp = _completions(seqs_all, starts)
@@ -254,10 +253,7 @@ def score_logprobs(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-        report["written"] = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    report["written"] = writer.committed
     report["tokens"] = engine.tokens
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
@@ -371,8 +367,7 @@ def score_rewards(
 
     engine = Engine(device, batch_tokens, pad_id=tok.pad_token_id or 0)
     forward = reward_forward(net, label)
-    writer = ChunkWriter(table.add, chunk_rows)
-    try:
+    with ChunkWriter(table.add, chunk_rows) as writer:
         for ids, seqs, truncated in background(windows(), depth=1):
             report["truncated"] += int(truncated.sum())
             for idx, out in engine.run(forward, seqs):
@@ -384,10 +379,7 @@ def score_rewards(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-        report["written"] = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    report["written"] = writer.committed
     report["tokens"] = engine.tokens
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report

@@ -112,6 +112,22 @@ def test_chunk_writer_commits_in_chunks_and_abort_drops_pending():
     assert sum(written) in (0, 5) and sum(written) != 7
 
 
+def test_chunk_writer_block_commits_on_success_and_drops_pending_on_error():
+    written = []
+    with ChunkWriter(lambda t: written.append(t.num_rows), chunk_rows=5) as w:
+        for i in range(7):
+            w.add(pa.table({"x": [i]}))
+    assert written == [5, 2] and w.committed == 7
+
+    written.clear()
+    with pytest.raises(KeyboardInterrupt):
+        with ChunkWriter(lambda t: written.append(t.num_rows), chunk_rows=5) as w:
+            for i in range(7):
+                w.add(pa.table({"x": [i]}))
+            raise KeyboardInterrupt
+    assert sum(written) in (0, 5) and w.committed == sum(written)
+
+
 def test_chunk_writer_reraises_write_errors():
     def bad(_):
         raise OSError("disk full")
