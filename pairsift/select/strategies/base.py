@@ -219,7 +219,9 @@ def order_by(df: pl.DataFrame, keys: list[tuple[str | pl.Series | np.ndarray, bo
     cols["kp"] = df["_p"]
     desc.append(False)
     frame = pl.DataFrame(cols).with_row_index("_i")
-    return frame.sort([c for c in cols], descending=desc, maintain_order=True)["_i"].to_numpy().astype(np.int64)
+    # The row index as the last key makes the order total, so the sort needs no stability
+    # (maintain_order=True costs 2x on millions of rows).
+    return frame.sort([*cols, "_i"], descending=[*desc, False])["_i"].to_numpy().astype(np.int64)
 
 
 def top_rows(df: pl.DataFrame, key: str | np.ndarray, descending: bool, k: int) -> np.ndarray:
