@@ -35,20 +35,17 @@ import pyarrow as pa
 from ..errors import SchemaError, TableNotFound, UsageError
 from ..store import Store
 from ..store.schema import provenance as read_provenance
-from ..store.schema import with_version
+from ..store.schema import id_field, with_version
 from .pair_math import Inputs, block_table, fetch, features, read_inputs, with_dcrm
 
 TABLE = "pair_features"
 META_KEY = b"pairsift.features"
 
-# Hex ids barely compress and Lance's default string compression triples the write time.
-_RAW = {"lance-encoding:compression": "none"}
-
 FIXED = [
-    pa.field("pair_id", pa.string(), nullable=False, metadata=_RAW),
-    pa.field("prompt_id", pa.string(), nullable=False, metadata=_RAW),
-    pa.field("a_id", pa.string(), nullable=False, metadata=_RAW),
-    pa.field("b_id", pa.string(), nullable=False, metadata=_RAW),
+    id_field("pair_id"),
+    id_field("prompt_id"),
+    id_field("a_id"),
+    id_field("b_id"),
     pa.field("source_a", pa.string()),
     pa.field("source_b", pa.string()),
     pa.field("score_a", pa.float64()),

@@ -13,6 +13,16 @@ import pyarrow as pa
 SCHEMA_VERSION = 1
 VERSION_KEY = b"pairsift.schema_version"
 
+#: Field metadata for content-hash id columns: hex digests barely compress, and Lance's default
+#: string compression triples the time to write millions of them.
+UNCOMPRESSED = {"lance-encoding:compression": "none"}
+
+
+def id_field(name: str, nullable: bool = False) -> pa.Field:
+    """A content-hash id column (32 hex characters), stored uncompressed."""
+    return pa.field(name, pa.string(), nullable=nullable, metadata=UNCOMPRESSED)
+
+
 #: A chat message, as in TRL's conversational format.
 MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
@@ -172,19 +182,19 @@ SUBSET_MEMBERS = with_version(
     pa.schema(
         [
             pa.field("subset", pa.string(), nullable=False),
-            pa.field("pair_id", pa.string(), nullable=False),
-            pa.field("prompt_id", pa.string(), nullable=False),
+            id_field("pair_id"),
+            id_field("prompt_id"),
             pa.field("rank", pa.int64(), nullable=False),  # 0 = first pick
             pa.field("score", pa.float64()),  # the strategy's score for this pick
             # Orientation; null on unlabelled subsets until `pairsift label import`.
-            pa.field("chosen_id", pa.string()),
-            pa.field("rejected_id", pa.string()),
+            id_field("chosen_id", nullable=True),
+            id_field("rejected_id", nullable=True),
             # Where the orientation came from: "dataset", "score", "reward:<rm>", "annotator"; null
             # while unlabelled.
             pa.field("label_source", pa.string()),
             # The unordered pair, always set (a_id < b_id).
-            pa.field("a_id", pa.string(), nullable=False),
-            pa.field("b_id", pa.string(), nullable=False),
+            id_field("a_id"),
+            id_field("b_id"),
         ]
     )
 )
