@@ -114,3 +114,22 @@ def test_select_never_imports_torch(world_store):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_strategy_whose_input_is_missing_everywhere_says_what_to_run(tmp_store):
+    """HH has labels but no scores: dcrm without --reward must explain, not save an empty subset."""
+    from pairsift.errors import UsageError
+    from pairsift.ingest.pipeline import ingest
+    from pairsift.select.pairs import build_pairs
+    from pairsift.select.subsets import select, subset_exists
+    from tests.conftest import HH_SAMPLE
+    from tests.select.test_select_shared import add_fake_sets
+
+    ingest(tmp_store, HH_SAMPLE)
+    add_fake_sets(tmp_store)
+    build_pairs(tmp_store)
+    with pytest.raises(UsageError, match=r"'score_margin'.*--reward NAME"):
+        select(tmp_store, "dcrm", "bon", logprobs="ref")
+    assert not subset_exists(tmp_store, "bon")
+    result = select(tmp_store, "dcrm", "bon", logprobs="ref", reward="fake")
+    assert result.counts["selected"] > 0

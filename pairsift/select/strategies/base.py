@@ -94,6 +94,14 @@ class Pool:
         bad = s.is_null()
         if s.dtype.is_float():
             bad = bad | s.is_nan().fill_null(True)
+        if len(bad) and bad.all():
+            # Every candidate lacks the input: an empty subset would only hide the cause.
+            hint = (
+                "the data has no scores: pass --reward NAME after `pairsift score reward`"
+                if column == "score_margin"
+                else column_hint(column)
+            )
+            raise UsageError(f"no candidate pair has a value in '{column}' ({hint})")
         self.drop(~bad, f"null_{column}")
 
     def group_starts(self) -> np.ndarray:
