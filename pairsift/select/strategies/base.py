@@ -11,8 +11,8 @@ Ties are broken by the pair key (``_p``: the first 64 bits of ``pair_id``, which
 id itself), so every result is deterministic; randomness comes only from a NumPy ``Generator``
 seeded with the recorded seed, one draw per pair in pair-key order (one per prompt in
 prompt-key order for centroid), so a draw does not depend on the table's layout on disk.
-Ids never enter Polars as strings: they stay fixed-width bytes (``Pool.ids``) from which the
-64-bit keys are parsed and the picks' id strings are rebuilt at the end.
+Ids never enter Polars as strings: each id column is parsed once, chunk by chunk, into 64-bit
+keys (``Pool.keys``), and the picks' id strings are gathered from the Arrow columns at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...errors import UsageError
+from ...store.ids import id_keys
 
 #: The contract's fixed columns (never listed as features in error messages).
 BASE_COLUMNS = ["pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "orientable", "tie"]
@@ -58,13 +59,13 @@ class Pool:
     ``df`` holds one row per candidate, grouped by prompt (rows of a prompt are contiguous), with
     the strategy's columns and: ``_g`` prompt key, ``_p`` pair key (UInt64), ``_gi`` dense prompt
     index (0..P-1 in row order), ``_o`` orientation (+1 a chosen, -1 b chosen, 0 unknown),
-    ``_row`` the row's index into ``ids`` (the id columns of every row read, as bytes).
+    ``_row`` the row's index into ``keys`` / ``id_arrays`` (every row read).
     """
 
     df: pl.DataFrame
     labelled: bool  # True: pairs are oriented (subset ready for training); False: out for annotation
-    ids: dict[str, np.ndarray] = field(default_factory=dict)  # id column -> [rows read, 32] bytes
-    id_arrays: dict[str, pa.Array] = field(default_factory=dict)  # the same ids as Arrow strings
+    keys: dict[str, np.ndarray] = field(default_factory=dict)  # id column -> [rows read] uint64 keys
+    id_arrays: dict[str, pa.ChunkedArray] = field(default_factory=dict)  # the id strings, as read
     read: pl.DataFrame | None = None  # every row read, before any candidate filter
     excluded: Counter = field(default_factory=Counter)  # pairs, by reason
     prompts_excluded: Counter = field(default_factory=Counter)  # prompts that lost their last pair, by reason
@@ -170,40 +171,6 @@ class Strategy:
 
 
 # ---- vectorised building blocks ------------------------------------------------------------------
-
-
-def id_bytes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """32-character ids as an [n, 32] uint8 matrix, straight from the Arrow buffers (no per-row
-    Python, no string objects): gathering the picks' ids from it is a NumPy fancy index."""
-    chunks = ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]
-    out = []
-    for arr in chunks:
-        n = len(arr)
-        if n == 0:
-            continue
-        if pa.types.is_large_string(arr.type):
-            off_t = np.int64
-        elif pa.types.is_string(arr.type):
-            off_t = np.int32
-        else:
-            arr, off_t = arr.cast(pa.string()), np.int32
-        offsets = np.frombuffer(arr.buffers()[1], dtype=off_t)[arr.offset : arr.offset + n + 1]
-        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-        if arr.null_count or not (offsets[-1] - offsets[0] == 32 * n and np.all(np.diff(offsets) == 32)):
-            raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
-        out.append(data[offsets[0] : offsets[0] + 32 * n].reshape(n, 32))
-    return np.concatenate(out) if out else np.zeros((0, 32), dtype=np.uint8)
-
-
-def hex_keys(ids: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
-    """First 64 bits of 32-hex-digit ids as uint64 (sorts like the ids): 8 bytes per row."""
-    raw = ids if isinstance(ids, np.ndarray) else id_bytes(ids)
-    head = raw[:, :16]
-    digits = (head & 15) + 9 * (head >> 6)  # '0'-'9' -> 0-9, 'a'-'f' -> 10-15 (arithmetic, no table)
-    if len(digits) and digits.max() > 15:
-        raise UsageError("pair_features ids must be 32 lowercase hex characters (pairsift content ids)")
-    packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 8] bytes, big-endian
-    return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
 
 
 def order_by(df: pl.DataFrame, keys: list[tuple[str | pl.Series | np.ndarray, bool]]) -> np.ndarray:
@@ -374,15 +341,15 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
         raise UsageError(f"--where {where!r} is not a valid filter on table 'pair_features': {e}") from e
     # Ids stay fixed-width bytes (the picks' strings are gathered from them at the end); the pool
     # frame carries 64-bit keys instead.
-    id_arrays = {c: table.column(c).combine_chunks() for c in ID_COLUMNS}
-    ids = {c: id_bytes(id_arrays[c]) for c in ID_COLUMNS}  # views of the Arrow buffers, no copy
-    g = hex_keys(ids["prompt_id"])
+    id_arrays = {c: table.column(c) for c in ID_COLUMNS}
+    keys = {c: id_keys(id_arrays[c]) for c in ID_COLUMNS}
+    g = keys["prompt_id"]
     df = pl.from_arrow(table.drop_columns([c for c in ID_COLUMNS if c not in feats]))
     del table
     df = df.with_columns(
         pl.col("label_source").cast(pl.Categorical),
         _g=pl.Series(g),
-        _p=pl.Series(hex_keys(ids["pair_id"])),
+        _p=pl.Series(keys["pair_id"]),
         _row=pl.int_range(pl.len(), dtype=pl.Int64),
     )
     # Group the rows of each prompt together (they usually are already, as pairs are written per
@@ -394,7 +361,7 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
         g = df["_g"].to_numpy()
         run_start = np.r_[True, g[1:] != g[:-1]]
     df = df.with_columns(_gi=pl.Series(np.cumsum(run_start) - 1, dtype=pl.Int64))
-    pool = Pool(df=df, labelled=True, ids=ids, id_arrays=id_arrays, read=df, rows_read=rows_total, prompts_read=int(run_start.sum()))
+    pool = Pool(df=df, labelled=True, keys=keys, id_arrays=id_arrays, read=df, rows_read=rows_total, prompts_read=int(run_start.sum()))
     if where:
         pool.excluded["where"] += rows_total - df.height
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import UsageError
-from .base import Context, Picks, Pool, Strategy, hex_keys, order_by, rank_picks, top_per_prompt, top_rows, uniform_draws
+from ...store.ids import id_keys
+from .base import Context, Picks, Pool, Strategy, order_by, rank_picks, top_per_prompt, top_rows, uniform_draws
 
 DEFAULT_EMBEDDING = None  # None: the only cos_<set> column of pair_features (see resolve_embedding)
 
@@ -163,7 +164,7 @@ class Centroid(_Cosine):
         n_read = read.height
         # Every response of the rows read gets a dense number (one sort, no per-key lookups);
         # response ids hash their prompt, so a response key is unique store-wide.
-        keys, inv = np.unique(np.concatenate([hex_keys(pool.ids["a_id"]), hex_keys(pool.ids["b_id"])]),
+        keys, inv = np.unique(np.concatenate([pool.keys["a_id"], pool.keys["b_id"]]),
                               return_inverse=True)
         inv_a, inv_b = inv[:n_read], inv[n_read:]  # indexed by _row
         row = df["_row"].to_numpy()
@@ -265,7 +266,7 @@ def _embedding_rows(ctx: Context, name: str, keys: np.ndarray) -> np.ndarray:
     """Row positions in embeddings_<name> of the responses with id keys `keys`."""
     table = f"embeddings_{name}"
     ds = ctx.store.dataset(table, ctx.versions[table])
-    stored = hex_keys(ds.to_table(columns=["id"]).column("id"))
+    stored = id_keys(ds.to_table(columns=["id"]).column("id"))
     order = np.argsort(stored, kind="stable")
     i = np.minimum(np.searchsorted(stored[order], keys), max(len(stored) - 1, 0))
     found = (stored[order][i] == keys) if len(stored) else np.zeros(len(keys), bool)
