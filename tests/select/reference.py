@@ -17,6 +17,17 @@ from statistics import fmean, pstdev
 import numpy as np
 
 
+def levenshtein(a, b) -> int:
+    """Token edit distance by the textbook dynamic programme (the slow, obvious reference)."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
 def bad(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 

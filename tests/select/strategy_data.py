@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from pairsift.store import ids
 from pairsift.store.schema import PROMPTS, RESPONSES, embeddings_schema
+from tests.select.reference import levenshtein
 
 EMB = "fake"
 LP = "ref"
@@ -43,16 +44,6 @@ def random_world(rng: np.random.Generator, n_prompts: int, ks=(2, 3, 4, 6), dim:
             prompt.append(r)
         world.append(prompt)
     return world
-
-
-def levenshtein(a, b) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
 
 
 def feature_rows(world, dataset_labels: dict | None = None, chat: bool = False) -> tuple[list[dict], list[dict], list[dict], list[dict]]:

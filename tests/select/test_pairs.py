@@ -17,6 +17,7 @@ from pairsift.select.pairs import TABLE, build_pairs, read_meta
 from pairsift.store import open_store
 from pairsift.store.ids import pair_id, prompt_id, response_id
 from pairsift.store.schema import PAIRS, PROMPTS, RESPONSES, embeddings_schema, logprobs_schema, rewards_schema
+from tests.select.reference import levenshtein
 
 MISSING = "missing"  # no row in the set's table (vs None: a row with a null value)
 
@@ -97,16 +98,6 @@ def ref_cos(u, v):
     return sum(x * y for x, y in zip(u, v)) / (nu * nv)
 
 
-def ref_levenshtein(a, b):
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 def fin(x):
     return x is not None and x is not MISSING and math.isfinite(x)
 
@@ -152,7 +143,7 @@ def reference(prompts: list[P], labelled_only=False, sets=("e", "lp", "rm")) -> 
                     if ta is None or tb is None:
                         row["edit_lp"] = row["edit_norm_lp"] = None
                     else:
-                        d = ref_levenshtein(ta, tb)
+                        d = levenshtein(ta, tb)
                         row["edit_lp"] = d
                         row["edit_norm_lp"] = d / max(len(ta), len(tb)) if max(len(ta), len(tb)) else 0.0
                     for k, idx in (("sum", 0), ("mean", 1)):
