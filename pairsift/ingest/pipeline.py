@@ -179,15 +179,14 @@ def _add_batch(batch: pa.RecordBatch, writer, seen: dict[str, SeenKeys], report:
 
     pairs = batch.column("pairs")
     flat = pc.list_flatten(pairs)
-    m = len(flat)
     rows = pa.Table.from_arrays(
         [
             flat.field("pair_id"),
             prompt_id.take(pc.list_parent_indices(pairs)),
             flat.field("chosen_id"),
             flat.field("rejected_id"),
-            pa.repeat(pa.scalar("dataset"), m),
-            pa.nulls(m, pa.string()),
+            pa.repeat(pa.scalar("dataset"), len(flat)),
+            flat.field("meta"),
         ],
         schema=PAIRS,
     )

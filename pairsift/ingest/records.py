@@ -42,6 +42,7 @@ PAIR = pa.struct(
         pa.field("pair_id", pa.string(), nullable=False),
         pa.field("chosen_id", pa.string(), nullable=False),
         pa.field("rejected_id", pa.string(), nullable=False),
+        pa.field("meta", pa.string()),  # JSON object of pair-level fields (e.g. SHP's score_ratio)
     ]
 )
 RECORD = pa.schema(
@@ -87,7 +88,7 @@ class RecordBuilder:
         self._r_off = [0]
         self._r = ([], [], [], [], [], [], [])  # id, text, messages, source, score, blank, meta
         self._p_off = [0]
-        self._p = ([], [], [])  # pair_id, chosen_id, rejected_id
+        self._p = ([], [], [], [])  # pair_id, chosen_id, rejected_id, meta
 
     def __len__(self) -> int:
         return len(self._line)
@@ -101,13 +102,13 @@ class RecordBuilder:
         line: int,
         prompt: str,
         responses: Sequence[Response],
-        pairs: Sequence[tuple[int, int]] = (),
+        pairs: Sequence[tuple[int, int] | tuple[int, int, str | None]] = (),
         *,
         messages: list[dict] | None = None,
         split: str | None = None,
         meta: str | None = None,
     ) -> None:
-        """Add one record. `pairs` are (chosen, rejected) indices into `responses`.
+        """Add one record. `pairs` are (chosen, rejected[, meta JSON]) indices into `responses`.
 
         The caller has validated the record. Identical responses within the record are merged
         into the first (their source and score are kept in its meta under "duplicates").
@@ -133,12 +134,13 @@ class RecordBuilder:
             r_meta.append(r.meta)
         for pos, extra in dups.items():
             r_meta[pos] = _merge_meta(r_meta[pos], extra)
-        p_id, p_c, p_r = self._p
-        for c, rj in pairs:
-            cid, rid = rid_list[c], rid_list[rj]
+        p_id, p_c, p_r, p_meta = self._p
+        for pair in pairs:
+            cid, rid = rid_list[pair[0]], rid_list[pair[1]]
             p_id.append(ids.pair_id(cid, rid))
             p_c.append(cid)
             p_r.append(rid)
+            p_meta.append(pair[2] if len(pair) > 2 else None)
         self._line.append(line)
         self._pid.append(pid)
         self._prompt.append(prompt)

@@ -165,6 +165,16 @@ def test_interrupted_ingest_resumes_without_duplicates(tmp_path):
     assert ids.n_unique() == ids.len()
 
 
+def test_shp_pair_fields_reach_the_pairs_table(tmp_store, tmp_path):
+    row = {"post_id": "p1", "history": "Why?", "human_ref_A": "Because A.", "human_ref_B": "Because B.",
+           "labels": 0, "score_A": 2, "score_B": 9, "score_ratio": 4.5, "seconds_difference": 60.0}
+    ingest(tmp_store, write_jsonl(tmp_path / "shp.jsonl", [row]))
+    (pair,) = tmp_store.scan("pairs").collect().to_dicts()
+    assert json.loads(pair["meta"]) == {"score_ratio": 4.5, "seconds_difference": 60.0}
+    chosen = tmp_store.scan("responses").filter(pl.col("response_id") == pair["chosen_id"]).collect()
+    assert chosen["text"].to_list() == ["Because B."] and chosen["score"].to_list() == [9.0]
+
+
 def test_default_names():
     assert default_names("x/hh-rlhf/test.jsonl.gz") == ("hh-rlhf", "test")
     assert default_names("x/ultrafeedback.parquet") == ("ultrafeedback", "train")

@@ -71,7 +71,7 @@ def test_hh_mapping_multi_turn(tmp_path):
     assert r["prompt_id"] == ids.prompt_id(prompt)
     c_id, r_id = (ids.response_id(r["prompt_id"], t) for t in (" fine, thanks", " go away"))
     assert [x["response_id"] for x in r["responses"]] == [c_id, r_id]
-    expected_pair = {"pair_id": ids.pair_id(c_id, r_id), "chosen_id": c_id, "rejected_id": r_id}
+    expected_pair = {"pair_id": ids.pair_id(c_id, r_id), "chosen_id": c_id, "rejected_id": r_id, "meta": None}
     assert r["pairs"] == [expected_pair]
     assert all(x["source"] is None and x["score"] is None for x in r["responses"])
 
@@ -298,6 +298,7 @@ def test_shp_mapping(tmp_path, labels):
     (pair,) = r["pairs"]
     winner, loser = (a, b) if labels == 1 else (b, a)
     assert (pair["chosen_id"], pair["rejected_id"]) == (winner["response_id"], loser["response_id"])
+    assert json.loads(pair["meta"]) == {"seconds_difference": 100.0, "score_ratio": 17.3}
     assert json.loads(r["meta"]) == {
         "post_id": "abc",
         "domain": "askscience",

@@ -33,8 +33,8 @@ _KNOWN = frozenset(
         "score_ratio",
     }
 )
-_A_WINS = ((0, 1),)
-_B_WINS = ((1, 0),)
+#: Fields that describe the pair, not the post: kept in the pair's meta.
+_PAIR_FIELDS = ("seconds_difference", "score_ratio")
 
 
 def read_shp(
@@ -73,5 +73,6 @@ def _parse(builder: RecordBuilder, line: int, rec: dict, split: str | None) -> N
         Response(b, "human", sb, None, dumps_meta({"c_root_id": cb}) if cb is not None else None),
     )
     meta = dumps_meta({k: v for k, v in rec.items() if k not in _KNOWN})
-    pairs = _A_WINS if labels == 1 else _B_WINS
-    builder.add(line, history, responses, pairs, split=split, meta=meta)
+    pair_meta = dumps_meta({k: rec[k] for k in _PAIR_FIELDS if rec.get(k) is not None})
+    pair = (0, 1, pair_meta) if labels == 1 else (1, 0, pair_meta)
+    builder.add(line, history, responses, (pair,), split=split, meta=meta)
