@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from ..errors import StoreError, TableNotFound, UsageError
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
+from ..store.subsets import read_manifests
 from .strategies import Context, build_pool, get_strategy
 from .strategies.base import members_table, resolve_embedding
 
@@ -184,7 +185,7 @@ def delete_subset(store, name: str) -> None:
     if store.has_table("subset_members"):
         store.table("subset_members").delete(f"subset = '{name}'")
     store.table("subsets").delete(f"name = '{name}'")
-    for table in json.loads(manifest[0]["store_versions"]):
+    for table in manifest[0]["store_versions"]:
         if store.has_table(table):
             tags = store.table(table).tags
             if manifest[0]["tag"] in tags.list():
@@ -192,25 +193,14 @@ def delete_subset(store, name: str) -> None:
 
 
 def _manifest_rows(store, name: str | None = None) -> list[dict]:
-    if not store.has_table("subsets"):
-        return []
     if name is not None:
         _check_name(name)
-    flt = f"name = '{name}'" if name is not None else None
-    return store.dataset("subsets").to_table(filter=flt).to_pylist()
-
-
-def _decode(row: dict) -> dict:
-    out = dict(row)
-    for key in ("params", "store_versions", "counts"):
-        out[key] = json.loads(out[key])
-    return out
+    return read_manifests(store, name)
 
 
 def list_subsets(store) -> list[dict]:
     """Every subset's manifest (JSON fields decoded), oldest first."""
-    rows = [_decode(r) for r in _manifest_rows(store)]
-    return sorted(rows, key=lambda r: (r["created_at"], r["name"]))
+    return _manifest_rows(store)
 
 
 def load_subset(store, name: str) -> tuple[dict, pa.Table]:
@@ -221,4 +211,4 @@ def load_subset(store, name: str) -> tuple[dict, pa.Table]:
         raise UsageError(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
     members = store.dataset("subset_members").to_table(filter=f"subset = '{name}'")
     order = pc.sort_indices(members, [("rank", "ascending")])
-    return _decode(rows[0]), members.take(order)
+    return rows[-1], members.take(order)

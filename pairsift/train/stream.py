@@ -24,7 +24,6 @@ stop on ``max_steps`` (:func:`max_steps_for`), not on the end of an iterable.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -39,6 +38,7 @@ import pyarrow.compute as pc
 
 from ..errors import SchemaError, StoreError, TableNotFound, UsageError
 from ..store import Store
+from ..store.subsets import read_manifests
 
 #: Columns every stream row has. ``prompt_emb`` is added when prompt embeddings are requested.
 ROW_COLUMNS = ("pair_id", "prompt_id", "prompt", "chosen", "rejected")
@@ -81,27 +81,13 @@ def load_subset(store: Store, name: str) -> SubsetInfo:
     """Read a subset's manifest; the message says which command makes it when it is missing."""
     if not store.has_table("subsets"):
         raise TableNotFound(f"store {store.uri} has no table 'subsets': run `pairsift select` first")
-    rows = (
-        store.dataset("subsets")
-        .to_table(filter=f"name = {_sql_str(name)}")
-        .sort_by([("created_at", "descending")])
-        .to_pylist()
-    )
+    rows = read_manifests(store, name)
     if not rows:
-        known = store.dataset("subsets").to_table(columns=["name"]).column(0).to_pylist()
-        hint = f" (known: {', '.join(sorted(set(known))[:20])})" if known else ""
+        known = sorted({r["name"] for r in read_manifests(store)})
+        hint = f" (known: {', '.join(known[:20])})" if known else ""
         raise UsageError(f"no subset named '{name}' in store {store.uri}{hint}: run `pairsift select` first")
-    row = rows[0]
-    return SubsetInfo(
-        name=row["name"],
-        strategy=row["strategy"],
-        params=json.loads(row["params"] or "{}"),
-        seed=row["seed"],
-        store_versions={k: int(v) for k, v in json.loads(row["store_versions"] or "{}").items()},
-        tag=row["tag"],
-        counts=json.loads(row["counts"] or "{}"),
-        labelled=bool(row["labelled"]),
-    )
+    row = rows[-1]  # the newest, should a name ever have been written twice
+    return SubsetInfo(**{k: row[k] for k in SubsetInfo.__dataclass_fields__})
 
 
 def read_members(store: Store, name: str) -> pl.DataFrame:
