@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from hashlib import blake2b
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..store import Store
+from ..store.ids import sorted_pair_ids
 
 if TYPE_CHECKING:
     from .pairs import FeatureSets
@@ -220,11 +220,6 @@ def _dot_rowwise(vecs: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def pair_ids(a_ids: np.ndarray, b_ids: np.ndarray) -> list[str]:
-    """`pairsift.store.ids.pair_id` for arrays with a < b (same bytes, no per-call overhead)."""
-    return [blake2b(f"{x}\x1f{y}".encode(), digest_size=16).hexdigest() for x, y in zip(a_ids, b_ids)]
-
-
 def _edit(strs: np.ndarray, lens: np.ndarray, ok: np.ndarray, a: np.ndarray, b: np.ndarray):
     from rapidfuzz.distance import Levenshtein
     from rapidfuzz.process import cpdist
@@ -284,7 +279,7 @@ def block_table(
 
     cols: dict[str, pa.Array] = {}
     a_ids, b_ids = rid[a], rid[b]
-    cols["pair_id"] = pa.array(pair_ids(a_ids, b_ids), pa.string())
+    cols["pair_id"] = pa.array(sorted_pair_ids(a_ids, b_ids), pa.string())
     cols["prompt_id"] = rows["prompt_id"].to_arrow().take(pa.array(a))
     cols["a_id"] = pa.array(a_ids, pa.string())
     cols["b_id"] = pa.array(b_ids, pa.string())

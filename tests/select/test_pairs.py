@@ -382,7 +382,7 @@ def test_missing_input_table_is_reported(store):
 
 
 def test_pair_ids_match_store_ids():
-    from pairsift.select.pair_math import pair_ids
+    from pairsift.store.ids import sorted_pair_ids as pair_ids
 
     a = np.array(["a" * 32, "0" * 32], dtype=object)
     b = np.array(["b" * 32, "1" * 32], dtype=object)
