@@ -3,7 +3,7 @@
     python benchmarks/bench_edit.py [--pairs 20000] [--tokens 400]
 
 Ours: the path `pairsift pairs` takes: token-id lists -> one code point per token
-(`pairsift.select.pair_math._token_strings` does this vectorised) -> rapidfuzz's bit-parallel C++
+(`pairsift.features.kernels._token_strings` does this vectorised) -> rapidfuzz's bit-parallel C++
 `process.cpdist(..., scorer=Levenshtein.distance, workers=N)`, timed with workers=1 (per core) and
 workers=-1. Pairs are realistic: two responses to one prompt share ~60% of their tokens (edits,
 insertions and deletions), lengths 400 +- 10%, vocabulary 32k.

@@ -87,9 +87,9 @@ def sync(device):
 
 
 def run_ours(net, seqs, device, batch_tokens, mode, starts=None):
-    from pairsift.ingest.embed import pool_forward
-    from pairsift.ingest.engine import Engine
-    from pairsift.ingest.score import logprob_forward, logprob_targets
+    from pairsift.compute.embed import pool_forward
+    from pairsift.compute.engine import Engine
+    from pairsift.compute.score import logprob_forward, logprob_targets
 
     engine = Engine(device, batch_tokens, pad_id=0)
     forward = pool_forward(net, "mean") if mode == "embed" else logprob_forward(net)
@@ -161,7 +161,7 @@ def main():
 
     import torch
 
-    from pairsift.ingest.engine import Ragged
+    from pairsift.compute.engine import Ragged
 
     if args.smoke:
         args.device, args.n, args.baseline_rows, args.batch_tokens = "cpu", 96, 48, 4096

@@ -7,7 +7,7 @@ on the same texts, same model files, same process — and gives the same vectors
 The CPU is shared with other jobs, so the two are run interleaved `--repeats` times and the
 median of the per-round ratios is reported. Our timing includes tokenisation (one batched call),
 batching, forward, pooling and normalisation — everything `encode` does; model loading is
-excluded for both. `--store` also times the full `pairsift.ingest.embed.embed` into a store.
+excluded for both. `--store` also times the full `pairsift.compute.embed.embed` into a store.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def hh_responses(path: Path) -> list[str]:
 
 
 def ours(loaded, texts, batch_tokens, max_length):
-    from pairsift.ingest.embed import pool_forward, tokenize
-    from pairsift.ingest.engine import Engine
+    from pairsift.compute.embed import pool_forward
+    from pairsift.compute.tokenize import tokenize
+    from pairsift.compute.engine import Engine
 
     seqs, _ = tokenize(loaded.tokenizer, texts, max_length)
     engine = Engine("cpu", batch_tokens, pad_id=loaded.tokenizer.pad_token_id)
@@ -60,7 +61,7 @@ def main():
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from pairsift.ingest.models import load, resolve
+    from pairsift.compute.models import load, resolve
 
     texts = hh_responses(HH)[: args.limit]
     path, _ = resolve("sentence-transformers/all-MiniLM-L6-v2")
@@ -100,7 +101,7 @@ def main():
 
         import pyarrow as pa
 
-        from pairsift.ingest.embed import embed
+        from pairsift.compute.embed import embed
         from pairsift.store import ids, open_store
         from pairsift.store.schema import RESPONSES
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 CHILD = """
 import json, sys, time
 from pairsift.store import open_store
-from pairsift.select.pairs import build_pairs
+from pairsift.features.pairs import build_pairs
 store = open_store(sys.argv[1])
 kw = json.loads(sys.argv[2])
 t = time.perf_counter()
@@ -106,7 +106,7 @@ def run_baseline(store_uri: str, emb: str, n_prompts: int) -> dict:
     real_loop = time.perf_counter() - t
 
     # Ours on the same in-memory sample: the per-block kernel of build_pairs (compute only).
-    from pairsift.select.pair_math import _all_pairs, _dot_grouped
+    from pairsift.features.kernels import _all_pairs, _dot_grouped
 
     flat = np.concatenate([v for _, v, _ in groups]).astype(np.float32)
     score = np.array([x for _, _, sc in groups for x in sc], dtype=np.float64)

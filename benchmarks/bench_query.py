@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pairsift.select.query import cosine_column, pair_features, query_band  # noqa: E402
+from pairsift.features.query import cosine_column, pair_features, query_band  # noqa: E402
 from pairsift.store import open_store  # noqa: E402
 
 

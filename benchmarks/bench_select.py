@@ -4,7 +4,7 @@
 
 The store is the synthetic one of issue 4 (1M prompts x 4 responses, 768-d embeddings, scores
 with ties, rewards and log-probs), built by ``benchmarks/synth_store.py`` and
-``pairsift.select.pairs.build_pairs`` (``--build`` does both when the store has no
+``pairsift.features.pairs.build_pairs`` (``--build`` does both when the store has no
 ``pair_features``). Each strategy is timed end to end through the library call the CLI makes,
 ``pairsift.select.subsets.select`` (read at a pinned version, choose, fetch the picks' ids,
 write members + manifest, tag the versions), one run each after one warm-up read.
@@ -72,7 +72,7 @@ def build(uri: str, prompts: int) -> None:
     if not store.has_table("responses"):
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "synth_store.py"), "--out", uri,
                         "--prompts", str(prompts)], check=True)
-    from pairsift.select.pairs import build_pairs
+    from pairsift.features.pairs import build_pairs
 
     t0 = time.perf_counter()
     build_pairs(open_store(uri))

@@ -25,11 +25,11 @@ __version__ = "0.1.0"
 #: public name -> (module, attribute)
 _LAZY = {
     "ingest_file": ("pairsift.ingest.pipeline", "ingest"),
-    "embed": ("pairsift.ingest.embed", "embed"),
-    "score_logprobs": ("pairsift.ingest.score", "score_logprobs"),
-    "score_rewards": ("pairsift.ingest.score", "score_rewards"),
-    "build_pairs": ("pairsift.select.pairs", "build_pairs"),
-    "query_band": ("pairsift.select.query", "query_band"),
+    "embed": ("pairsift.compute.embed", "embed"),
+    "score_logprobs": ("pairsift.compute.score", "score_logprobs"),
+    "score_rewards": ("pairsift.compute.score", "score_rewards"),
+    "build_pairs": ("pairsift.features.pairs", "build_pairs"),
+    "query_band": ("pairsift.features.query", "query_band"),
     "select_subset": ("pairsift.select.subsets", "select"),
     "list_subsets": ("pairsift.select.subsets", "list_subsets"),
     "load_subset": ("pairsift.select.subsets", "load_subset"),

@@ -27,9 +27,9 @@ def sample_path() -> Path:
 
 def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict:
     """Ingest the sample, embed responses, build pair features, select easy/hard halves."""
-    from .ingest.embed import embed
+    from .compute.embed import embed
     from .ingest.pipeline import ingest
-    from .select.pairs import build_pairs
+    from .features.pairs import build_pairs
     from .select.subsets import load_subset, select, subset_exists
 
     say("1/4 ingest the bundled HH sample")

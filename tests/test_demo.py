@@ -29,7 +29,7 @@ def test_demo_runs_the_whole_flow_and_reruns_as_a_noop(tmp_path):
 
     again = runner.invoke(cli, ["demo", "--store", store])
     assert again.exit_code == 0, again.output
-    assert f"+0 new" in again.stdout
+    assert "+0 new" in again.stdout
     assert f"subset demo-easy-half (easy-half): {easy['pairs']:,} pairs" in again.stdout
 
 

@@ -8,6 +8,9 @@ a stable string id and re-ingesting the same data adds nothing.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
@@ -147,15 +150,11 @@ def rewards_schema(provenance: dict) -> pa.Schema:
 
 
 def _with_provenance(schema: pa.Schema, provenance: dict) -> pa.Schema:
-    import json
-
     meta = {PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()}
     return with_version(schema.with_metadata(meta))
 
 
 def provenance(schema: pa.Schema) -> dict | None:
-    import json
-
     raw = (schema.metadata or {}).get(PROVENANCE_KEY)
     return json.loads(raw) if raw is not None else None
 
@@ -198,3 +197,119 @@ SUBSET_MEMBERS = with_version(
         ]
     )
 )
+
+
+# ---- pair features (written by `pairsift pairs`, read by select / query / export) -------------
+# The column contract is in docs/ARCHITECTURE.md ("The pair_features table").
+
+PAIR_FEATURES = "pair_features"
+FEATURES_META_KEY = b"pairsift.features"
+
+PAIR_FEATURES_FIXED = [
+    id_field("pair_id"),
+    id_field("prompt_id"),
+    id_field("a_id"),
+    id_field("b_id"),
+    pa.field("source_a", pa.string()),
+    pa.field("source_b", pa.string()),
+    pa.field("score_a", pa.float64()),
+    pa.field("score_b", pa.float64()),
+    pa.field("blank_a", pa.bool_(), nullable=False),
+    pa.field("blank_b", pa.bool_(), nullable=False),
+    pa.field("label", pa.int8()),
+    pa.field("label_source", pa.string()),
+    pa.field("orientable", pa.bool_(), nullable=False),
+    pa.field("tie", pa.bool_(), nullable=False),
+    pa.field("score_margin", pa.float64()),
+]
+
+
+@dataclass(frozen=True)
+class FeatureSets:
+    """Names of the input sets: ``embeddings_<e>``, ``logprobs_<lp>``, ``rewards_<rm>``."""
+
+    embeddings: tuple[str, ...] = ()
+    logprobs: tuple[str, ...] = ()
+    rewards: tuple[str, ...] = ()
+
+    def tables(self) -> list[str]:
+        return (
+            [f"embeddings_{e}" for e in self.embeddings]
+            + [f"logprobs_{lp}" for lp in self.logprobs]
+            + [f"rewards_{rm}" for rm in self.rewards]
+        )
+
+    def fields(self) -> list[pa.Field]:
+        out = [pa.field(f"cos_{e}", pa.float32()) for e in self.embeddings]
+        for lp in self.logprobs:
+            out += [
+                pa.field(f"edit_{lp}", pa.int32()),
+                pa.field(f"edit_norm_{lp}", pa.float32()),
+                pa.field(f"dlogp_sum_{lp}", pa.float64()),
+                pa.field(f"dlogp_mean_{lp}", pa.float64()),
+            ]
+        out += [pa.field(f"dreward_{rm}", pa.float64()) for rm in self.rewards]
+        return out
+
+    def margins(self) -> list[tuple[str, str]]:
+        """(name, column) of each reward margin DCRM can use: the dataset score, then each reward set."""
+        return [("score", "score_margin")] + [(rm, f"dreward_{rm}") for rm in self.rewards if rm != "score"]
+
+    def derived(self) -> dict[str, tuple[str, str | None, str | None]]:
+        """Stored DCRM columns (METHODS.md §2) -> (margin column, logprobs set, ablation).
+
+        ``dcrm_<r>_<lp>`` full formula; ``dcrm_noedit_<r>_<lp>``, ``dcrm_nologp_<r>_<lp>`` ablations;
+        ``dcrm_margin_<r>`` margin only. <r> is "score" (dataset score) or a reward set. Values are for
+        the a-over-b orientation; the b-over-a DCRM is the negation (same denominator).
+        """
+        out: dict[str, tuple[str, str | None, str | None]] = {}
+        for r, col in self.margins():
+            for lp in self.logprobs:
+                out[f"dcrm_{r}_{lp}"] = (col, lp, None)
+                out[f"dcrm_noedit_{r}_{lp}"] = (col, lp, "no-edit")
+                out[f"dcrm_nologp_{r}_{lp}"] = (col, lp, "no-logp")
+            out[f"dcrm_margin_{r}"] = (col, None, "margin-only")
+        return out
+
+    def all_fields(self) -> list[pa.Field]:
+        return self.fields() + [pa.field(name, pa.float64()) for name in self.derived()]
+
+    def union(self, other: FeatureSets) -> FeatureSets:
+        def merge(a, b):
+            return tuple(a) + tuple(x for x in b if x not in a)
+
+        return FeatureSets(
+            merge(self.embeddings, other.embeddings),
+            merge(self.logprobs, other.logprobs),
+            merge(self.rewards, other.rewards),
+        )
+
+    def minus(self, other: FeatureSets) -> FeatureSets:
+        return FeatureSets(
+            tuple(x for x in self.embeddings if x not in other.embeddings),
+            tuple(x for x in self.logprobs if x not in other.logprobs),
+            tuple(x for x in self.rewards if x not in other.rewards),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.embeddings or self.logprobs or self.rewards)
+
+
+def features_meta(schema: pa.Schema) -> dict:
+    """The `pairsift.features` schema metadata of a pair_features table (mode, sets, inputs)."""
+    raw = (schema.metadata or {}).get(FEATURES_META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def meta_sets(meta: dict) -> FeatureSets:
+    """The feature sets a pair_features table was built from."""
+    s = meta.get("sets", {})
+    return FeatureSets(tuple(s.get("embeddings", ())), tuple(s.get("logprobs", ())), tuple(s.get("rewards", ())))
+
+
+def pair_features_schema(sets: FeatureSets, meta: dict) -> pa.Schema:
+    """Fixed columns, one column group per set, the DCRM columns, and `meta` as metadata."""
+    schema = pa.schema(PAIR_FEATURES_FIXED + sets.all_fields())
+    return with_version(schema).with_metadata(
+        {**with_version(schema).metadata, FEATURES_META_KEY: json.dumps(meta, sort_keys=True).encode()}
+    )

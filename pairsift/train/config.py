@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..compute.device import DEVICE_HELP, check_device
 from ..errors import UsageError
 
 LOSSES = ("sigmoid", "ipo", "hinge", "rpo", "rpo-unpaired", "rpo-diagonal")
@@ -51,7 +52,7 @@ class TrainConfig:
     prompt_embeddings: str = field(
         default="prompt_minilm", metadata={"help": "Stored prompt-embedding set used by RPO (embeddings_<set>)."}
     )
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on for CUDA)."})
     logging_steps: int = field(default=10, metadata={"help": "Log metrics every N steps."})
     save_steps: int | None = field(
@@ -152,8 +153,10 @@ class TrainConfig:
             bad("batch_size", "rpo-unpaired needs >= 2 pairs per batch (chosen and rejected come from different pairs)")
         if self.loss in EMBEDDING_LOSSES and not _SET_NAME.match(self.prompt_embeddings or ""):
             bad("prompt_embeddings", f"'{self.prompt_embeddings}' is not a set name ([a-z0-9_]+)")
-        if self.device not in ("auto", "cpu", "cuda"):
-            bad("device", f"'{self.device}' is not auto, cpu or cuda")
+        try:
+            self.device = check_device(self.device)
+        except UsageError:
+            bad("device", f"'{self.device}' is not {DEVICE_HELP}")
         if self.device == "cpu" and self.bf16:
             bad("bf16", "needs a GPU; drop --bf16 or use --device cuda")
         if not isinstance(self.dpo, dict):

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..store import Store
-from .run import MANIFEST, load_model, load_tokenizer, resolve_device
+from .run import MANIFEST, load_model, load_tokenizer, precision
 from .stream import subset_table
 
 
@@ -81,7 +81,7 @@ class _Scorer:
         import datasets
         from trl import DPOConfig, DPOTrainer
 
-        use_cpu, bf16 = resolve_device(device)
+        use_cpu, bf16 = precision(device)
         ds = datasets.Dataset.from_list(rows)
         args = DPOConfig(
             output_dir="/tmp/pairsift-eval", per_device_eval_batch_size=batch_size, per_device_train_batch_size=batch_size,

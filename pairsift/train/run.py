@@ -20,6 +20,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..compute.device import resolve_device
 from ..errors import UsageError
 from ..store import Store
 from .config import TRL_LOSSES, TrainConfig
@@ -31,18 +32,20 @@ MANIFEST = "pairsift_manifest.json"
 # ---- models and devices -------------------------------------------------------------------------
 
 
-def resolve_device(device: str = "auto", bf16: bool | None = None) -> tuple[bool, bool]:
-    """(use_cpu, bf16) for a --device/--bf16 pair; bf16 defaults to on when CUDA supports it."""
+def precision(device: str = "auto", bf16: bool | None = None) -> tuple[bool, bool]:
+    """(use_cpu, bf16) for the trainer from --device and --bf16; bf16 defaults to on where CUDA has it.
+
+    ``cuda:N`` makes device N the current CUDA device (the trainer places the model there).
+    """
     import torch
 
-    cuda = torch.cuda.is_available()
-    if device == "cuda" and not cuda:
-        raise UsageError("--device cuda: no CUDA device is visible here; use --device cpu")
-    use_cpu = device == "cpu" or (device == "auto" and not cuda)
-    if use_cpu:
+    resolved = resolve_device(device)
+    if resolved == "cpu":
         if bf16:
             raise UsageError("--bf16 needs a GPU")
         return True, False
+    if ":" in resolved:
+        torch.cuda.set_device(int(resolved.partition(":")[2]))
     return False, torch.cuda.is_bf16_supported() if bf16 is None else bool(bf16)
 
 
@@ -219,7 +222,7 @@ def build_trainer(
     max_steps = config.max_steps or max_steps_for(
         n_pairs, config.epochs or 1.0, config.batch_size, config.gradient_accumulation_steps, world
     )
-    use_cpu, bf16 = resolve_device(config.device, config.bf16)
+    use_cpu, bf16 = precision(config.device, config.bf16)
 
     policy_path = config.model if model is None else None
     if model is None:

@@ -2,7 +2,7 @@
 
 For every pair of a subset, the cosine between its two responses' embeddings under each
 checkpoint: the response text ALONE, last hidden state, masked mean pooling, fp32, L2-normalised
-— the compute engine's own embedding path (:mod:`pairsift.ingest.embed`), so these are the
+— the compute engine's own embedding path (:mod:`pairsift.compute.embed`), so these are the
 numbers `pairsift embed` would store. If response-only embeddings are stable during DPO (the
 paper's claim that makes off-policy selection valid) the distribution does not move.
 
@@ -24,8 +24,9 @@ from .stream import subset_table
 
 def embed_texts(loaded, texts: list[str], max_length: int = 512, batch_tokens: int | None = None) -> np.ndarray:
     """[n, d] fp32 L2-normalised response embeddings; NaN rows for blank texts."""
-    from ..ingest.embed import pool_forward, tokenize
-    from ..ingest.engine import Engine
+    from ..compute.embed import pool_forward
+    from ..compute.tokenize import tokenize
+    from ..compute.engine import Engine
 
     net, tok = loaded.model, loaded.tokenizer
     dim = int(net.config.hidden_size)
@@ -136,7 +137,7 @@ def stability(
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Cosine distribution of the subset's pairs under each checkpoint, its drift, and a PNG."""
-    from ..ingest.models import load
+    from ..compute.models import load
 
     if len(models) < 1:
         raise UsageError("--models: give at least one checkpoint (CKPT1,CKPT2,...)")

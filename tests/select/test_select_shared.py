@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pairsift.select.pairs import build_pairs
+from pairsift.features.pairs import build_pairs
 from pairsift.select.subsets import load_subset, select
 from pairsift.store.schema import embeddings_schema, logprobs_schema, rewards_schema
 

@@ -8,7 +8,7 @@ the larger dataset score (``score_margin``, labels "score"). Pairs whose margin 
 oriented (``reward_tie``); a prompt whose rewards all tie yields no pair (counted under
 ``prompts_excluded.reward_tie``). ``e_delta`` = ``edit_<lp>`` and ``p_delta`` =
 ``|dlogp_sum_<lp>|`` under ``--logprobs`` (default ``ref``). The formula is the shared
-:func:`pairsift.select.features.dcrm_expr`, the same one stored ``dcrm*`` columns use.
+:func:`pairsift.features.dcrm.dcrm_expr`, the same one stored ``dcrm*`` columns use.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import polars as pl
 
 from ...errors import UsageError
-from ..features import ABLATIONS, dcrm_expr
+from ...features.dcrm import ABLATIONS, dcrm_expr
 from .base import Orientation, Picks, Strategy, rank_picks, top_per_prompt
 
 

@@ -1,6 +1,6 @@
 """The per-block maths of `pairsift pairs`: read a block's inputs, build its pairs, compute features.
 
-Prompts arrive in blocks of whole prompts (see :func:`pairsift.select.pairs.build_pairs`). For a
+Prompts arrive in blocks of whole prompts (see :func:`pairsift.features.pairs.build_pairs`). For a
 block, vectors and token ids are read from Lance by row offset (a contiguous run of rows is one
 range scan, else a sorted take), cosines are one batched matmul per group size K
 (``[P, K, d] @ [P, d, K]``, upper triangle kept; a view, not a copy, when the prompts' rows are
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -22,14 +21,12 @@ import pyarrow.compute as pc
 
 from ..store import Store
 from ..store.ids import sorted_pair_ids
-
-if TYPE_CHECKING:
-    from .pairs import FeatureSets
+from ..store.schema import FeatureSets
+from .dcrm import dcrm
 
 
 def with_dcrm(tbl: pa.Table, sets: FeatureSets) -> pa.Table:
     """Append the stored DCRM columns, computed from the table's own component columns."""
-    from .features import dcrm
 
     def values(name: str) -> np.ndarray:
         col = tbl.column(name)

@@ -39,7 +39,8 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..store.schema import logprobs_schema, rewards_schema
 from . import sets
-from .embed import tokenize
+from .tokenize import messages as _msgs
+from .tokenize import tokenize, trl_tokenize
 from .engine import ChunkWriter, Engine, Ragged, background
 from .models import Loaded, default_set_name, load
 
@@ -77,47 +78,6 @@ def _use_chat(store, tok, chat_template: bool | None) -> bool:
     if chat_template and not has_msgs:
         raise UsageError("--chat-template: some prompts or responses have no chat messages")
     return chat_template
-
-
-def _msgs(x) -> list[dict]:
-    return [{"role": m["role"], "content": m["content"]} for m in x]
-
-
-def trl_tokenize(tok, prompts: list, completions: list, chat: bool) -> tuple[list[list[int]], np.ndarray]:
-    """Full sequences (prompt + completion ids) and completion starts, as TRL 1.16 tokenises.
-
-    `prompts`/`completions` are strings, or message lists when `chat`.
-    """
-    if chat:
-        def apply(m, **kw):
-            return list(tok.apply_chat_template(m, tokenize=True, return_dict=True, **kw)["input_ids"])
-
-        cache: dict = {}
-        prompt_ids, full = [], []
-        for p, c in zip(prompts, completions):
-            key = repr(p)
-            if key not in cache:
-                cache[key] = apply(p, add_generation_prompt=True)
-            prompt_ids.append(cache[key])
-            full.append(apply(p + c))
-    else:
-        eos = tok.eos_token
-        completions = [c if c.endswith(eos) else c + eos for c in completions]
-        uniq = list(dict.fromkeys(prompts))
-        enc = tok(uniq, return_attention_mask=False)["input_ids"]
-        by_text = dict(zip(uniq, enc))
-        prompt_ids = [by_text[p] for p in prompts]
-        full = tok([p + c for p, c in zip(prompts, completions)], return_attention_mask=False)["input_ids"]
-    starts = np.fromiter((_common_prefix(a, b) for a, b in zip(prompt_ids, full)), dtype=np.int64, count=len(full))
-    return full, starts
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(diff[0])
 
 
 def logprob_forward(net, tile_tokens: int | None = None):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pairsift.ingest.engine import ChunkWriter, Engine, Ragged, background, plan_batches
+from pairsift.compute.engine import ChunkWriter, Engine, Ragged, background, plan_batches
 
 
 def _ref_padded(rows, idx, pad, multiple):

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.ingest.compute_helpers import put_corpus, tiny_gpt2_dir, tiny_reward_dir
+from tests.compute.helpers import put_corpus, tiny_gpt2_dir, tiny_reward_dir
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pairsift.ingest.score import score_logprobs, score_rewards  # noqa: E402
+from pairsift.compute.score import score_logprobs, score_rewards  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_cli_score(tmp_path, models_dir):
 
 def test_ingested_hh_sample_end_to_end(tmp_store, models_dir):
     """The real ingest pipeline's output feeds embed and both scores; every response gets a row."""
-    from pairsift.ingest.embed import embed
+    from pairsift.compute.embed import embed
     from pairsift.ingest.pipeline import ingest
     from tests.conftest import HH_SAMPLE
 

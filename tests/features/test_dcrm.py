@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pairsift.errors import UsageError
-from pairsift.select.features import dcrm, dcrm_expr
+from pairsift.features.dcrm import dcrm, dcrm_expr
 
 
 def ref_dcrm(r, e, p, ablation=None):

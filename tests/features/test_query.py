@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from pairsift.cli import cli
 from pairsift.errors import SchemaError, TableNotFound, UsageError
-from pairsift.select.pairs import build_pairs
-from pairsift.select.query import query_band
+from pairsift.features.pairs import build_pairs
+from pairsift.features.query import query_band
 from pairsift.store import open_store
 from pairsift.store.ids import prompt_id, response_id
 

@@ -12,7 +12,7 @@ What makes it fast, and why each piece is there:
   while the device runs the current one; results are copied back asynchronously and consumed one
   batch late, so the device never waits for the host (on CUDA). :func:`background` does the same
   for whole windows (read + tokenise the next window during the current one).
-- **bf16 weights, SDPA, inference mode** are set up by :mod:`pairsift.ingest.models`; a batch
+- **bf16 weights, SDPA, inference mode** are set up by :mod:`pairsift.compute.models`; a batch
   without padding is run with ``attention_mask=None`` so SDPA can take its fastest kernel.
 - **Chunked, resumable writes** (:class:`ChunkWriter`): results are committed in chunks of a few
   thousand rows from a writer thread, one atomic Lance commit each; callers skip ids already in

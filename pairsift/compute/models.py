@@ -19,6 +19,7 @@ from hashlib import blake2b
 from pathlib import Path
 
 from ..errors import MissingDependency, UsageError
+from .device import default_dtype, resolve_device
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_ALIASES = {MINILM.lower(), "all-minilm-l6-v2", "minilm"}
@@ -143,20 +144,6 @@ def fingerprint(path: str | Path) -> str:
                 fh.seek(size - (1 << 20))
                 h.update(fh.read(1 << 20))
     return h.hexdigest()
-
-
-def default_dtype(device: str) -> str:
-    """bf16 weights on a GPU; fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
-    return "bfloat16" if str(device).startswith("cuda") else "float32"
-
-
-def resolve_device(device: str | None) -> str:
-    torch, _ = _compute()
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    return str(device)
 
 
 def load(

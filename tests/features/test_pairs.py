@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pairsift.errors import SchemaError, TableNotFound, UsageError
-from pairsift.select.pairs import TABLE, build_pairs, read_meta
+from pairsift.features.pairs import TABLE, build_pairs
+from pairsift.store.schema import features_meta as read_meta
 from pairsift.store import open_store
 from pairsift.store.ids import pair_id, prompt_id, response_id
 from pairsift.store.schema import PAIRS, PROMPTS, RESPONSES, embeddings_schema, logprobs_schema, rewards_schema
@@ -258,7 +259,7 @@ def test_labelled_only(store):
 
 
 def test_incremental_rerun_adds_and_recomputes_nothing(store, monkeypatch):
-    import pairsift.select.pairs as pairs_module
+    import pairsift.features.pairs as pairs_module
 
     prompts = fixture_prompts()
     write_store(store, prompts[:2])

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 
 from ..errors import SchemaError, TableNotFound, UsageError
 from ..store import Store
-from .pairs import TABLE, read_meta
+from ..store.schema import PAIR_FEATURES as TABLE
+from ..store.schema import features_meta
 
 PAIR_COLUMNS = ["pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "tie", "score_margin"]
 
@@ -78,7 +79,7 @@ def query_band(
         raise UsageError(f"--limit must be >= 0, got {limit}")
     ds = pair_features(store)
     col = cosine_column(ds.schema, embedding)
-    mode = read_meta(ds.schema).get("mode")
+    mode = features_meta(ds.schema).get("mode")
     # Late materialisation: scan the cosine column alone, then fetch the other columns only for
     # the matching rows (at 1% selectivity this halves the time: the id columns dominate).
     band = f"{col} >= {float(lo)!r} AND {col} <= {float(hi)!r}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,12 +14,12 @@ import pytest
 from pairsift.errors import UsageError
 from pairsift.store.schema import provenance
 from tests.conftest import REPO
-from tests.ingest.compute_helpers import put_corpus, tiny_bert_dir, tiny_gpt2_dir
+from tests.compute.helpers import put_corpus, tiny_bert_dir, tiny_gpt2_dir
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pairsift.ingest.embed import embed  # noqa: E402
+from pairsift.compute.embed import embed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +166,7 @@ def test_resume_after_kill_9(tmp_store, models_dir):
         f"""
         import os, signal
         from pairsift.store import open_store
-        from pairsift.ingest.embed import embed
+        from pairsift.compute.embed import embed
         store = open_store({tmp_store.uri!r})
         state = {{"n": 0}}
         def progress(done, total):
@@ -192,7 +191,7 @@ def test_missing_minilm_names_install_line(monkeypatch):
     import builtins
 
     from pairsift.errors import MissingDependency
-    from pairsift.ingest import models
+    from pairsift.compute import models
 
     real_import = builtins.__import__
 

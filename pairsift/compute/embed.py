@@ -27,8 +27,9 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..store.schema import embeddings_schema
 from . import sets
-from .engine import ChunkWriter, Engine, Ragged, background
+from .engine import ChunkWriter, Engine, background
 from .models import MINILM, Loaded, default_set_name, load
+from .tokenize import tokenize
 
 POOLINGS = ("mean", "cls", "last")
 
@@ -155,31 +156,6 @@ def _default_max_length(loaded: Loaded) -> int:
     cfg = loaded.model.config
     limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
     return int(min(limit, 2048))
-
-
-def tokenize(tok, texts: list[str], max_length: int, append_eos: bool = False) -> tuple[Ragged, np.ndarray]:
-    """Token ids of each text (special tokens added, first `max_length` kept) and a truncated flag.
-
-    One batched call to the (Rust) tokenizer; texts cut by the first call are the only ones
-    tokenised again: tokenising to ``limit + 1`` tells exactly which exceed ``limit``.
-    """
-    limit = max_length - 1 if append_eos else max_length
-    if not texts:
-        return Ragged.from_lists([]), np.zeros(0, bool)
-    enc = tok(texts, add_special_tokens=True, truncation=True, max_length=limit + 1,
-              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-    lengths = np.fromiter((len(x) for x in enc), dtype=np.int64, count=len(enc))
-    truncated = lengths > limit
-    if truncated.any():
-        cut = np.flatnonzero(truncated)
-        redo = tok([texts[i] for i in cut], add_special_tokens=True, truncation=True, max_length=limit,
-                   return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        for i, ids in zip(cut, redo):
-            enc[i] = ids
-    if append_eos:
-        eos = tok.eos_token_id
-        enc = [list(x) + [eos] for x in enc]
-    return Ragged.from_lists(enc), truncated
 
 
 def pool_forward(net, pooling: str = "mean"):

@@ -9,7 +9,7 @@ How it runs: the responses' small columns are read once (projection pushed into 
 joined with the row offset of each response in every input set (embeddings, log-probs,
 rewards). Prompts are then processed in storage order, in blocks of ~``block_rows`` responses;
 a thread reads block i+1 while block i is computed (the maths is in
-:mod:`pairsift.select.pair_math`).
+:mod:`pairsift.features.kernels`).
 
 Incremental: a re-run computes only prompts that have no row yet (anti-join on ``prompt_id``),
 appended in one commit; with nothing new it commits nothing and reads no input set. A feature
@@ -23,7 +23,6 @@ the table as it was.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,101 +33,10 @@ import pyarrow as pa
 
 from ..errors import SchemaError, TableNotFound, UsageError
 from ..store import Store
+from ..store.schema import PAIR_FEATURES as TABLE
+from ..store.schema import FeatureSets, features_meta, meta_sets, pair_features_schema
 from ..store.schema import provenance as read_provenance
-from ..store.schema import id_field, with_version
-from .pair_math import Inputs, block_table, fetch, features, read_inputs, with_dcrm
-
-TABLE = "pair_features"
-META_KEY = b"pairsift.features"
-
-FIXED = [
-    id_field("pair_id"),
-    id_field("prompt_id"),
-    id_field("a_id"),
-    id_field("b_id"),
-    pa.field("source_a", pa.string()),
-    pa.field("source_b", pa.string()),
-    pa.field("score_a", pa.float64()),
-    pa.field("score_b", pa.float64()),
-    pa.field("blank_a", pa.bool_(), nullable=False),
-    pa.field("blank_b", pa.bool_(), nullable=False),
-    pa.field("label", pa.int8()),
-    pa.field("label_source", pa.string()),
-    pa.field("orientable", pa.bool_(), nullable=False),
-    pa.field("tie", pa.bool_(), nullable=False),
-    pa.field("score_margin", pa.float64()),
-]
-
-
-@dataclass(frozen=True)
-class FeatureSets:
-    """Names of the input sets: ``embeddings_<e>``, ``logprobs_<lp>``, ``rewards_<rm>``."""
-
-    embeddings: tuple[str, ...] = ()
-    logprobs: tuple[str, ...] = ()
-    rewards: tuple[str, ...] = ()
-
-    def tables(self) -> list[str]:
-        return (
-            [f"embeddings_{e}" for e in self.embeddings]
-            + [f"logprobs_{lp}" for lp in self.logprobs]
-            + [f"rewards_{rm}" for rm in self.rewards]
-        )
-
-    def fields(self) -> list[pa.Field]:
-        out = [pa.field(f"cos_{e}", pa.float32()) for e in self.embeddings]
-        for lp in self.logprobs:
-            out += [
-                pa.field(f"edit_{lp}", pa.int32()),
-                pa.field(f"edit_norm_{lp}", pa.float32()),
-                pa.field(f"dlogp_sum_{lp}", pa.float64()),
-                pa.field(f"dlogp_mean_{lp}", pa.float64()),
-            ]
-        out += [pa.field(f"dreward_{rm}", pa.float64()) for rm in self.rewards]
-        return out
-
-    def margins(self) -> list[tuple[str, str]]:
-        """(name, column) of each reward margin DCRM can use: the dataset score, then each reward set."""
-        return [("score", "score_margin")] + [(rm, f"dreward_{rm}") for rm in self.rewards if rm != "score"]
-
-    def derived(self) -> dict[str, tuple[str, str | None, str | None]]:
-        """Stored DCRM columns (METHODS.md §2) -> (margin column, logprobs set, ablation).
-
-        ``dcrm_<r>_<lp>`` full formula; ``dcrm_noedit_<r>_<lp>``, ``dcrm_nologp_<r>_<lp>`` ablations;
-        ``dcrm_margin_<r>`` margin only. <r> is "score" (dataset score) or a reward set. Values are for
-        the a-over-b orientation; the b-over-a DCRM is the negation (same denominator).
-        """
-        out: dict[str, tuple[str, str | None, str | None]] = {}
-        for r, col in self.margins():
-            for lp in self.logprobs:
-                out[f"dcrm_{r}_{lp}"] = (col, lp, None)
-                out[f"dcrm_noedit_{r}_{lp}"] = (col, lp, "no-edit")
-                out[f"dcrm_nologp_{r}_{lp}"] = (col, lp, "no-logp")
-            out[f"dcrm_margin_{r}"] = (col, None, "margin-only")
-        return out
-
-    def all_fields(self) -> list[pa.Field]:
-        return self.fields() + [pa.field(name, pa.float64()) for name in self.derived()]
-
-    def union(self, other: FeatureSets) -> FeatureSets:
-        def merge(a, b):
-            return tuple(a) + tuple(x for x in b if x not in a)
-
-        return FeatureSets(
-            merge(self.embeddings, other.embeddings),
-            merge(self.logprobs, other.logprobs),
-            merge(self.rewards, other.rewards),
-        )
-
-    def minus(self, other: FeatureSets) -> FeatureSets:
-        return FeatureSets(
-            tuple(x for x in self.embeddings if x not in other.embeddings),
-            tuple(x for x in self.logprobs if x not in other.logprobs),
-            tuple(x for x in self.rewards if x not in other.rewards),
-        )
-
-    def __bool__(self) -> bool:
-        return bool(self.embeddings or self.logprobs or self.rewards)
+from .kernels import Inputs, block_table, fetch, features, read_inputs, with_dcrm
 
 
 @dataclass
@@ -206,22 +114,6 @@ def _resolve(store: Store, embeddings, logprobs, rewards) -> FeatureSets:
         chosen.append(tuple(want))
     return FeatureSets(*chosen)
 
-
-def read_meta(schema: pa.Schema) -> dict:
-    raw = (schema.metadata or {}).get(META_KEY)
-    return json.loads(raw) if raw else {}
-
-
-def _meta_sets(meta: dict) -> FeatureSets:
-    s = meta.get("sets", {})
-    return FeatureSets(tuple(s.get("embeddings", ())), tuple(s.get("logprobs", ())), tuple(s.get("rewards", ())))
-
-
-def _schema(sets: FeatureSets, meta: dict) -> pa.Schema:
-    schema = pa.schema(FIXED + sets.all_fields())
-    return with_version(schema).with_metadata(
-        {**with_version(schema).metadata, META_KEY: json.dumps(meta, sort_keys=True).encode()}
-    )
 
 
 def _provenance(store: Store, sets: FeatureSets, versions: dict[str, int]) -> dict:
@@ -314,13 +206,13 @@ def build_pairs(
     old_sets = FeatureSets()
     if exists:
         ds_old = store.dataset(TABLE)
-        old_meta = read_meta(ds_old.schema)
+        old_meta = features_meta(ds_old.schema)
         if old_meta.get("mode", mode) != mode:
             raise UsageError(
                 f"table '{TABLE}' holds {old_meta['mode']} pairs; run `pairsift pairs` "
                 f"{'with' if old_meta['mode'] == 'labelled' else 'without'} --labelled-only, or pass --rebuild"
             )
-        old_sets = _meta_sets(old_meta)
+        old_sets = meta_sets(old_meta)
         for t in old_sets.tables():
             if not store.has_table(t):
                 raise SchemaError(
@@ -363,7 +255,7 @@ def build_pairs(
         "inputs": {**(old_meta.get("inputs") or {}), **_provenance(store, sets, versions)},
         "core_versions": {k: versions[k] for k in core},
     }
-    schema = _schema(sets, meta)
+    schema = pair_features_schema(sets, meta)
 
     big = [f"embeddings_{e}" for e in sets.embeddings] + [f"logprobs_{lp}" for lp in sets.logprobs]
     order_col = f"off_{big[0]}" if big else None

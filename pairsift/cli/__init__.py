@@ -1,0 +1,6 @@
+"""The command line: `pairsift.cli.main` is the console script."""
+
+from .main import cli, main
+from .select import select_cmd
+
+__all__ = ["cli", "main", "select_cmd"]

@@ -1,0 +1,83 @@
+"""`pairsift pairs` and `pairsift query`: materialised pair features and similarity bands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .options import echo_json, store_option
+
+
+@click.command()
+@store_option
+@click.option("--labelled-only", is_flag=True, help="Only the dataset's labelled pairs, not all K(K-1)/2 per prompt.")
+@click.option("--embedding", "embeddings", multiple=True, metavar="NAME",
+              help="Cosine from embeddings_NAME (repeatable; default: every response embedding set).")
+@click.option("--logprobs", "logprobs", multiple=True, metavar="NAME",
+              help="Edit distance and log-prob gaps from logprobs_NAME (repeatable; default: every set).")
+@click.option("--reward", "rewards", multiple=True, metavar="NAME",
+              help="Reward gap from rewards_NAME (repeatable; default: every set).")
+@click.option("--rebuild", is_flag=True, help="Recompute every pair and replace the table (one commit).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json):
+    """Materialise candidate pairs and their features into pair_features (incremental).
+
+    Cosine per embedding set, token edit distance, log-prob and reward gaps, score margin and
+    orientation (from the dataset label, else from different scores; equal scores are ties).
+    A re-run computes only new prompts; a new set adds its columns to the existing rows.
+    """
+    from ..features.pairs import build_pairs
+
+    live = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if live:
+            click.echo(f"\r{done:,}/{total:,} prompts", err=True, nl=False)
+
+    try:
+        report = build_pairs(
+            store,
+            labelled_only=labelled_only,
+            embeddings=list(embeddings) or None,
+            logprobs=list(logprobs) or None,
+            rewards=list(rewards) or None,
+            rebuild=rebuild,
+            progress=progress,
+        )
+    finally:
+        if live:
+            click.echo("", err=True)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.summary())
+
+
+@click.command()
+@store_option
+@click.option("--band", nargs=2, type=float, required=True, metavar="LO HI", help="Cosine range, inclusive.")
+@click.option("--embedding", default=None, metavar="NAME", help="Which cos_NAME column (needed if several).")
+@click.option("--limit", type=int, default=100, show_default=True, help="Rows to show, lowest cosine first; 0: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON array.")
+def query(store, band, embedding, limit, as_json):
+    """Pairs whose cosine lies in a band, with the prompt and both texts."""
+    from ..features.query import query_band
+
+    rows = query_band(store, band[0], band[1], embedding=embedding, limit=limit or None).to_pylist()
+    if as_json:
+        echo_json(rows)
+        return
+    cos = next((k for k in (rows[0] if rows else {}) if k.startswith("cos_")), "cos")
+
+    def short(text, n=70):
+        text = " ".join((text or "").split())
+        return text if len(text) <= n else text[: n - 1] + "…"
+
+    for r in rows:
+        label = {1: "a chosen", -1: "b chosen"}.get(r["label"], "tie" if r["tie"] else "unlabelled")
+        click.echo(f"{r[cos]:.4f}  {r['pair_id']}  {label}")
+        click.echo(f"  prompt: {short(r['prompt'])}")
+        click.echo(f"  a: {short(r['text_a'])}")
+        click.echo(f"  b: {short(r['text_b'])}")
+    click.echo(f"{len(rows):,} pairs with {cos} in [{band[0]}, {band[1]}]", err=True)

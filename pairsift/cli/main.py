@@ -1,0 +1,47 @@
+"""The `pairsift` command: one click command per verb, each a call into the library.
+
+Progress bars and human summaries go to stderr; stdout carries results (``--json`` where a
+command has one). Every :class:`~pairsift.errors.PairsiftError` becomes a one-line message and
+exit status 1, never a traceback. Nothing here imports torch, transformers, trl or lancedb at
+module level: `pairsift --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import compute, features, ingest, label, select, store, train
+from .options import PairsiftGroup
+
+
+@click.group(cls=PairsiftGroup)
+@click.version_option(package_name="pairsift")
+def cli():
+    """pairsift: decide which preference pairs an LLM should be aligned on.
+
+    ingest -> embed/score -> pairs -> select -> export/train. Every command works on a store
+    (a LanceDB directory or s3:// URI), by default ./pairsift-store.
+    """
+
+
+for command in (
+    ingest.ingest,
+    store.info,
+    compute.embed,
+    compute.score,
+    features.pairs,
+    features.query,
+    select.select_cmd,
+    select.subsets,
+    select.export,
+    label.label,
+    train.train,
+    train.eval_,
+    train.stability,
+    store.demo,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="pairsift")
