@@ -28,8 +28,8 @@ def sample_path() -> Path:
 def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict:
     """Ingest the sample, embed responses, build pair features, select easy/hard halves."""
     from .compute.embed import embed
-    from .ingest.pipeline import ingest
     from .features.pairs import build_pairs
+    from .ingest.pipeline import ingest
     from .select.subsets import load_subset, select, subset_exists
 
     say("1/4 ingest the bundled HH sample")

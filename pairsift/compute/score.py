@@ -39,10 +39,10 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..store.schema import logprobs_schema, rewards_schema
 from . import sets
-from .tokenize import messages as _msgs
-from .tokenize import tokenize, trl_tokenize
 from .engine import ChunkWriter, Engine, Ragged, background
 from .models import Loaded, default_set_name, load
+from .tokenize import messages as _msgs
+from .tokenize import tokenize, trl_tokenize
 
 TRL_MAX_LENGTH = 1024  # DPOConfig.max_length default in TRL 1.16
 

@@ -36,7 +36,7 @@ from ..store import Store
 from ..store.schema import PAIR_FEATURES as TABLE
 from ..store.schema import FeatureSets, features_meta, meta_sets, pair_features_schema
 from ..store.schema import provenance as read_provenance
-from .kernels import Inputs, block_table, fetch, features, read_inputs, with_dcrm
+from .kernels import Inputs, block_table, features, fetch, read_inputs, with_dcrm
 
 
 @dataclass

@@ -17,6 +17,7 @@ from ..errors import SchemaError, TableNotFound, UsageError
 from ..store import Store
 from ..store.schema import PAIR_FEATURES as TABLE
 from ..store.schema import features_meta
+from ..store.sql import is_in
 
 PAIR_COLUMNS = ["pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "tie", "score_margin"]
 
@@ -48,14 +49,8 @@ def cosine_column(schema: pa.Schema, embedding: str | None) -> str:
     return f"cos_{embedding}"
 
 
-def _in_filter(column: str, ids: pa.Array) -> str:
-    # Ids are content hashes (hex), so quoting cannot be broken; escape anyway for foreign ids.
-    quoted = ",".join("'" + str(i).replace("'", "''") + "'" for i in ids.to_pylist())
-    return f"{column} IN ({quoted})"
-
-
 def _texts(store: Store, table: str, key: str, ids: pa.Array, name: str) -> pl.DataFrame:
-    t = store.dataset(table).to_table(columns=[key, "text"], filter=_in_filter(key, ids)) if len(ids) else None
+    t = store.dataset(table).to_table(columns=[key, "text"], filter=is_in(key, ids.to_pylist())) if len(ids) else None
     frame = pl.from_arrow(t) if t is not None else pl.DataFrame(schema={key: pl.String, "text": pl.String})
     return frame.unique(key, keep="first").rename({"text": name})
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..errors import InvalidRecord, UsageError
 from ..store.schema import SUBSET_MEMBERS
+from ..store.sql import equals
 from .subsets import load_subset
 
 
@@ -120,7 +121,7 @@ def import_labels(store, name: str, path: str | Path) -> LabelReport:
     counts = dict(manifest["counts"])
     counts["annotated"] = counts.get("annotated", 0) + len(changed)
     store.table("subsets").update(
-        where=f"name = '{name}'",
+        where=equals("name", name),
         values={"labelled": labelled, "counts": json.dumps(counts, sort_keys=True)},
     )
     return LabelReport(name, len(changed), relabelled, left, labelled)

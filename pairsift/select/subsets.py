@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from ..errors import StoreError, TableNotFound, UsageError
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
+from ..store.sql import equals
 from ..store.subsets import read_manifests
 from .strategies import Context, build_pool, get_strategy
 from .strategies.base import members_table, resolve_embedding
@@ -76,7 +77,7 @@ def _check_name(name: str) -> None:
 
 
 def subset_exists(store, name: str) -> bool:
-    return store.has_table("subsets") and store.count("subsets", f"name = '{name}'") > 0
+    return store.has_table("subsets") and store.count("subsets", equals("name", name)) > 0
 
 
 def select(
@@ -183,8 +184,8 @@ def delete_subset(store, name: str) -> None:
     if not manifest:
         raise UsageError(f"no subset named '{name}' (see `pairsift subsets`)")
     if store.has_table("subset_members"):
-        store.table("subset_members").delete(f"subset = '{name}'")
-    store.table("subsets").delete(f"name = '{name}'")
+        store.table("subset_members").delete(equals("subset", name))
+    store.table("subsets").delete(equals("name", name))
     for table in manifest[0]["store_versions"]:
         if store.has_table(table):
             tags = store.table(table).tags
@@ -209,6 +210,6 @@ def load_subset(store, name: str) -> tuple[dict, pa.Table]:
     if not rows:
         known = ", ".join(r["name"] for r in _manifest_rows(store)) or "none"
         raise UsageError(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
-    members = store.dataset("subset_members").to_table(filter=f"subset = '{name}'")
+    members = store.dataset("subset_members").to_table(filter=equals("subset", name))
     order = pc.sort_indices(members, [("rank", "ascending")])
     return rows[-1], members.take(order)

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 
+from .sql import equals
 from .store import Store
 
 #: Manifest columns stored as JSON text.
 JSON_FIELDS = ("params", "store_versions", "counts")
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def read_manifests(store: Store, name: str | None = None) -> list[dict]:
     """Every manifest (or those of subset `name`), JSON fields decoded, oldest first."""
     if not store.has_table("subsets"):
         return []
-    flt = f"name = {_sql_str(name)}" if name is not None else None
+    flt = equals("name", name) if name is not None else None
     rows = store.dataset("subsets").to_table(filter=flt).to_pylist()
     for row in rows:
         for key in JSON_FIELDS:

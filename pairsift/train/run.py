@@ -24,7 +24,13 @@ from ..compute.device import resolve_device
 from ..errors import UsageError
 from ..store import Store
 from .config import TRL_LOSSES, TrainConfig
-from .stream import detect_world, load_subset, max_steps_for, read_members, subset_stream
+from .stream import (
+    detect_world,
+    load_subset,
+    max_steps_for,
+    read_members,
+    subset_stream,
+)
 
 MANIFEST = "pairsift_manifest.json"
 

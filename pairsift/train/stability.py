@@ -25,8 +25,8 @@ from .stream import subset_table
 def embed_texts(loaded, texts: list[str], max_length: int = 512, batch_tokens: int | None = None) -> np.ndarray:
     """[n, d] fp32 L2-normalised response embeddings; NaN rows for blank texts."""
     from ..compute.embed import pool_forward
-    from ..compute.tokenize import tokenize
     from ..compute.engine import Engine
+    from ..compute.tokenize import tokenize
 
     net, tok = loaded.model, loaded.tokenizer
     dim = int(net.config.hidden_size)

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from ..errors import SchemaError, StoreError, TableNotFound, UsageError
 from ..store import Store
+from ..store.sql import equals
 from ..store.subsets import read_manifests
 
 #: Columns every stream row has. ``prompt_emb`` is added when prompt embeddings are requested.
@@ -73,10 +74,6 @@ class SubsetInfo:
         }
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def load_subset(store: Store, name: str) -> SubsetInfo:
     """Read a subset's manifest; the message says which command makes it when it is missing."""
     if not store.has_table("subsets"):
@@ -98,7 +95,7 @@ def read_members(store: Store, name: str) -> pl.DataFrame:
     if not store.has_table("subset_members"):
         raise TableNotFound(f"store {store.uri} has no table 'subset_members': run `pairsift select` first")
     cols = ["pair_id", "prompt_id", "rank", "chosen_id", "rejected_id", "a_id", "b_id"]
-    table = store.dataset("subset_members").to_table(columns=cols, filter=f"subset = {_sql_str(name)}")
+    table = store.dataset("subset_members").to_table(columns=cols, filter=equals("subset", name))
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame):  # a single column comes back as a Series
         df = df.to_frame()

@@ -18,7 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import UsageError
-from .base import Orientation, Picks, Strategy, check_ratio, floor_ratio, top_rows, uniform_draws
+from .base import (
+    Orientation,
+    Picks,
+    Strategy,
+    check_ratio,
+    floor_ratio,
+    top_rows,
+    uniform_draws,
+)
 
 VARIANTS = ("map", "rm_margin", "logp_margin_norm_abs", "rand")
 

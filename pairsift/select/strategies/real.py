@@ -19,7 +19,17 @@ import numpy as np
 
 from ...errors import UsageError
 from ...store.ids import id_keys
-from .base import Context, Picks, Pool, Strategy, order_by, rank_picks, top_per_prompt, top_rows, uniform_draws
+from .base import (
+    Context,
+    Picks,
+    Pool,
+    Strategy,
+    order_by,
+    rank_picks,
+    top_per_prompt,
+    top_rows,
+    uniform_draws,
+)
 
 DEFAULT_EMBEDDING = None  # None: the only cos_<set> column of pair_features (see resolve_embedding)
 

@@ -11,7 +11,15 @@ import numpy as np
 import polars as pl
 
 from ...errors import UsageError
-from .base import Picks, Strategy, check_ratio, floor_ratio, rank_picks, top_per_prompt, top_rows
+from .base import (
+    Picks,
+    Strategy,
+    check_ratio,
+    floor_ratio,
+    rank_picks,
+    top_per_prompt,
+    top_rows,
+)
 
 
 class Top(Strategy):
