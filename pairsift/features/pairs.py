@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..errors import SchemaError, TableNotFound, UsageError
+from ..errors import IntegrityError, TableNotFound, UsageError
 from ..store import Store
 from ..store.schema import PAIR_FEATURES as TABLE
 from ..store.schema import FeatureSets, features_meta, meta_sets, pair_features_schema
@@ -215,7 +215,7 @@ def build_pairs(
         old_sets = meta_sets(old_meta)
         for t in old_sets.tables():
             if not store.has_table(t):
-                raise SchemaError(
+                raise IntegrityError(
                     f"table '{TABLE}' has features from '{t}', which is gone: pass --rebuild to recompute without it"
                 )
     sets = old_sets.union(requested)

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import StoreError, TableNotFound, UsageError
+from ..errors import StoreError, SubsetNotFound, TableNotFound, UsageError
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
 from ..store.sql import equals
 from ..store.subsets import read_manifests
@@ -182,7 +182,7 @@ def delete_subset(store, name: str) -> None:
     """Remove a subset's members, manifest and tags (the tagged versions become collectable)."""
     manifest = _manifest_rows(store, name)
     if not manifest:
-        raise UsageError(f"no subset named '{name}' (see `pairsift subsets`)")
+        raise SubsetNotFound(f"no subset named '{name}' (see `pairsift subsets`)")
     if store.has_table("subset_members"):
         store.table("subset_members").delete(equals("subset", name))
     store.table("subsets").delete(equals("name", name))
@@ -209,7 +209,7 @@ def load_subset(store, name: str) -> tuple[dict, pa.Table]:
     rows = _manifest_rows(store, name)
     if not rows:
         known = ", ".join(r["name"] for r in _manifest_rows(store)) or "none"
-        raise UsageError(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
+        raise SubsetNotFound(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
     members = store.dataset("subset_members").to_table(filter=equals("subset", name))
     order = pc.sort_indices(members, [("rank", "ascending")])
     return rows[-1], members.take(order)

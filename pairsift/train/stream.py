@@ -36,7 +36,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import SchemaError, StoreError, TableNotFound, UsageError
+from ..errors import IntegrityError, StoreError, SubsetNotFound, TableNotFound, UsageError
 from ..store import Store
 from ..store.sql import equals
 from ..store.subsets import read_manifests
@@ -82,7 +82,7 @@ def load_subset(store: Store, name: str) -> SubsetInfo:
     if not rows:
         known = sorted({r["name"] for r in read_manifests(store)})
         hint = f" (known: {', '.join(known[:20])})" if known else ""
-        raise UsageError(f"no subset named '{name}' in store {store.uri}{hint}: run `pairsift select` first")
+        raise SubsetNotFound(f"no subset named '{name}' in store {store.uri}{hint}: run `pairsift select` first")
     row = rows[-1]  # the newest, should a name ever have been written twice
     return SubsetInfo(**{k: row[k] for k in SubsetInfo.__dataclass_fields__})
 
@@ -121,7 +121,7 @@ def check_labelled(members: pl.DataFrame, name: str) -> None:
         )
     )
     if bad.height:
-        raise SchemaError(
+        raise IntegrityError(
             f"subset '{name}': {bad.height} pairs have chosen/rejected ids that are not their a_id/b_id "
             f"(first pair_id {bad['pair_id'][0]}): re-run `pairsift label import`"
         )
