@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..report import plural
 from .options import echo_json, store_option
 
 
@@ -15,7 +16,13 @@ def demo(store, as_json):
 
     Ingests the bundled HH-RLHF sample, embeds the responses with all-MiniLM-L6-v2 (works
     offline), builds pair features and selects the REAL easy and hard halves. Re-running adds
-    nothing.
+    nothing and reports the store's totals again.
+
+    Example:
+
+    \b
+      pairsift demo
+      pairsift demo --store /tmp/demo-store --json
     """
     from ..demo import format_summary, run_demo
 
@@ -30,7 +37,14 @@ def demo(store, as_json):
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def info(store, as_json):
-    """Tables, row counts, schema and table versions, datasets and splits of a store."""
+    """Tables, row counts, schema and table versions, datasets and splits of a store.
+
+    Example:
+
+    \b
+      pairsift info --store pairsift-store
+      pairsift info --store s3://bucket/store --storage-option region=us-east-1 --json
+    """
     summary = store.info()
     if as_json:
         echo_json(summary)
@@ -41,5 +55,5 @@ def info(store, as_json):
     for name, t in summary["tables"].items():
         click.echo(f"table   {name:<24} {t['rows']:>12,} rows   version {t['version']}")
     for dataset, splits in summary["datasets"].items():
-        parts = ", ".join(f"{s}: {n:,} prompts" for s, n in splits.items())
+        parts = ", ".join(f"{s}: {plural(n, 'prompt')}" for s, n in splits.items())
         click.echo(f"dataset {dataset}  ({parts})")

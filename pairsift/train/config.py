@@ -1,8 +1,12 @@
-"""Typed training config with validation, and YAML recipes.
+"""Typed configs of `train`, `eval` and `stability`, with validation, and YAML recipes.
 
 A recipe is a YAML mapping of :class:`TrainConfig` field names (``-`` or ``_``); command-line
 options override it. Bad values and combinations fail before any model is loaded, naming the
 option to fix. Unknown keys are errors, not silently ignored.
+
+Every default and help text is written once, in the fields here: the library functions take
+their defaults from these classes and the CLI renders its options from the same fields. The
+module stays light (no torch, no trl) because the CLI imports it to build `--help`.
 """
 
 from __future__ import annotations
@@ -177,6 +181,34 @@ class TrainConfig:
     @property
     def uses_embeddings(self) -> bool:
         return self.loss in EMBEDDING_LOSSES
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of `pairsift eval` (field name = option name)."""
+
+    beta: float = field(default=0.1, metadata={"help": "beta of the DPO loss and of the margin with beta."})
+    batch_size: int = field(default=8, metadata={"help": "Pairs per forward batch."})
+    max_length: int = field(default=1024, metadata={"help": "Prompt+completion token limit (keep_start), as training."})
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
+
+
+@dataclass(frozen=True)
+class StabilityConfig:
+    """Options of `pairsift stability` (field name = option name)."""
+
+    max_length: int = field(default=512, metadata={"help": "Max tokens per response (longer ones keep their start)."})
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
+    dtype: str | None = field(
+        default=None, metadata={"help": "Forward dtype (default: bfloat16 on GPU, float32 on CPU; pooling is fp32)."}
+    )
+    batch_tokens: int | None = field(
+        default=None, metadata={"help": "Token budget per batch, rows x padded length (default: the engine's)."}
+    )
+
+
+EVAL_DEFAULTS = EvalConfig()
+STABILITY_DEFAULTS = StabilityConfig()
 
 
 def shipped_recipes() -> list[Path]:

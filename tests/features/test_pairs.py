@@ -168,7 +168,7 @@ def reference(prompts: list[P], labelled_only=False, sets=("e", "lp", "rm")) -> 
 
 
 def ref_dcrm(r, e, p, ablation):
-    """METHODS.md §2, one pair: (sigma(r) - 0.5) / (e + |p| + 1); None when a part it uses is missing."""
+    """docs/METHODS.md §2, one pair: (sigma(r) - 0.5) / (e + |p| + 1); None when a part it uses is missing."""
     uses = {None: (r, e, p), "no-edit": (r, p), "no-logp": (r, e), "margin-only": (r,)}[ablation]
     if any(x is None for x in uses):
         return None
