@@ -30,7 +30,7 @@ from ..store.schema import embeddings_schema
 from . import sets
 from .config import DEFAULTS, EMBED_MAX_LENGTH
 from .engine import ChunkWriter, Engine, background
-from .models import MINILM, Loaded, ModelFiles, default_set_name, expected_dtype, inspect_model, load, max_length_for
+from .models import MINILM, Loaded, ModelFiles, default_set_name, inspect_model, known_provenance, load, max_length_for
 from .report import ComputeReport
 from .tokenize import tokenize
 
@@ -177,10 +177,7 @@ def embed(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-    report.written = writer.committed
-    report.tokens = engine.tokens
-    report.padded_tokens = engine.padded_tokens
-    report.seconds = round(time.perf_counter() - started, 3)
+    report.finish(writer.committed, engine, started)
     return report
 
 
@@ -195,15 +192,9 @@ def _expected(
     append_eos: bool,
 ) -> dict[str, Any]:
     """The provenance keys a run would record that are known without loading the weights."""
-    if isinstance(model, Loaded):
-        out = {k: model.provenance[k] for k in ("model", "fingerprint", "revision", "dtype") if k in model.provenance}
-    else:
-        out = dict(files.provenance) if files else {}
-        wanted = expected_dtype(device, dtype)
-        if wanted:
-            out["dtype"] = wanted
-        if files and files.config:  # a hub id not downloaded yet has no config to read a default from
-            out["pooling"] = pooling or files.st_pooling or "mean"
+    out = known_provenance(model, files, device, dtype)
+    if files and files.config:  # a hub id not downloaded yet has no config to read a default from
+        out["pooling"] = pooling or files.st_pooling or "mean"
     if pooling:
         out["pooling"] = pooling
     if max_length is not None:

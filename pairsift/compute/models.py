@@ -240,6 +240,19 @@ def expected_dtype(device: str | None, dtype: str | None) -> str | None:
     return None if device == "auto" else default_dtype(device)
 
 
+def known_provenance(model: str | Loaded, files: ModelFiles | None, device: str | None,
+                     dtype: str | None) -> dict[str, Any]:
+    """The provenance keys of a load that are known without loading: files, revision, dtype if told."""
+    if isinstance(model, Loaded):
+        keys = ("model", "fingerprint", "revision", "dtype")
+        return {k: model.provenance[k] for k in keys if k in model.provenance}
+    out = dict(files.provenance) if files else {}
+    wanted = expected_dtype(device, dtype)
+    if wanted:
+        out["dtype"] = wanted
+    return out
+
+
 def load(
     model: str,
     kind: str,

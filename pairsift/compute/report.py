@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,6 +32,13 @@ class ComputeReport(Report):
 
     #: Extra per-row counts shown in the summary, in order (field name -> label).
     _COUNTS: ClassVar[dict[str, str]] = {"truncated": "truncated"}
+
+    def finish(self, written: int, engine: Any, started: float) -> None:
+        """Fill in what the run wrote and the engine processed, and the time since `started`."""
+        self.written = written
+        self.tokens = engine.tokens
+        self.padded_tokens = engine.padded_tokens
+        self.seconds = round(time.perf_counter() - started, 3)
 
     def summary(self) -> str:
         if not self.model_loaded:

@@ -44,7 +44,7 @@ from ..store.schema import logprobs_schema, rewards_schema
 from . import sets
 from .config import DEFAULTS, REWARD_MAX_LENGTH, TRL_MAX_LENGTH
 from .engine import ChunkWriter, Engine, Ragged, background
-from .models import Loaded, ModelFiles, default_set_name, expected_dtype, inspect_model, load, max_length_for
+from .models import Loaded, ModelFiles, default_set_name, inspect_model, known_provenance, load, max_length_for
 from .report import ComputeReport
 from .tokenize import messages as _msgs
 from .tokenize import tokenize, trl_tokenize
@@ -153,35 +153,50 @@ def logprob_targets(lengths: np.ndarray, rows: dict) -> dict[str, np.ndarray]:
     return {"target_rows": row, "target_cols": col}
 
 
-def _nothing_left(
+@dataclass
+class _Plan:
+    """What a score job knows before loading its model."""
+
+    table_name: str
+    files: ModelFiles | None
+    max_length: int | None
+    todo: sets.Pending | None = None
+    stored: dict | None = None  # the set's provenance when nothing is left to do
+
+
+def _plan(
     store: Store,
-    table_name: str,
     model: str | Loaded,
-    files: ModelFiles | None,
+    name: str | None,
+    prefix: str,
+    max_length: int | None,
+    cap: int,
     expected: dict[str, Any],
     device: str | None,
     dtype: str | None,
     window_rows: int,
-    option: str,
-) -> tuple[sets.Pending | None, dict | None]:
-    """(pending rows, None), or (None, stored provenance) when the set is complete and unchanged.
+) -> _Plan:
+    """Name the set, check --max-length against the model's files, and find what is left to do.
 
-    Decided from the model's files (fingerprint, config) without loading a weight.
+    When the set holds every response already and the files match its provenance, ``stored``
+    is set and the caller returns without loading a weight.
     """
+    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
+    table_name = f"{prefix}_{sets.check_name(name or default_set_name(model_name))}"
+    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
+    files = None if isinstance(model, Loaded) else inspect_model(model)
+    if files is not None:
+        max_length = max_length_for(max_length, files.context_length, cap)
+    # A loaded model's limit is checked against its config once the caller has it.
+    plan = _Plan(table_name, files, max_length if files is not None else None)
     if not store.has_table(table_name):
-        return None, None
-    todo = _pending(store, table_name, window_rows)
-    if todo.total:
-        return todo, None
-    if isinstance(model, Loaded):
-        known = {k: model.provenance[k] for k in ("model", "fingerprint", "revision", "dtype") if k in model.provenance}
-    else:
-        known = dict(files.provenance) if files else {}
-        wanted = expected_dtype(device, dtype)
-        if wanted:
-            known["dtype"] = wanted
-    known.update({k: v for k, v in expected.items() if v is not None})
-    return todo, sets.check_unchanged(store, table_name, known, option)
+        return plan
+    plan.todo = _pending(store, table_name, window_rows)
+    if plan.todo.total == 0:
+        known = known_provenance(model, files, device, dtype)
+        known.update({k: v for k, v in {**expected, "max_length": max_length}.items() if v is not None})
+        plan.stored = sets.check_unchanged(store, table_name, known)
+    return plan
 
 
 def score_logprobs(
@@ -203,16 +218,9 @@ def score_logprobs(
     context is refused. A re-run with nothing left to do returns without loading the weights.
     """
     started = time.perf_counter()
-    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
-    name = sets.check_name(name or default_set_name(model_name))
-    table_name = f"logprobs_{name}"
-    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
-    files = None if isinstance(model, Loaded) else inspect_model(model)
-    if files is not None:
-        max_length = max_length_for(max_length, files.context_length, TRL_MAX_LENGTH)
-    todo, stored = _nothing_left(store, table_name, model, files,
-                                 {"kind": "logprobs", "max_length": max_length, "chat_template": chat_template},
-                                 device, dtype, window_rows, "--name")
+    plan = _plan(store, model, name, "logprobs", max_length, TRL_MAX_LENGTH,
+                 {"kind": "logprobs", "chat_template": chat_template}, device, dtype, window_rows)
+    table_name, files, todo, stored = plan.table_name, plan.files, plan.todo, plan.stored
     if stored is not None:
         return LogprobsReport(table=table_name, model=stored.get("model"), rows_total=todo.already,
                               already_done=todo.already, seconds=round(time.perf_counter() - started, 3),
@@ -220,8 +228,7 @@ def score_logprobs(
                               max_length=stored.get("max_length"), provenance=stored)
     loaded = model if isinstance(model, Loaded) else load(model, "causal_lm", device, dtype, files=files)
     net, tok = loaded.model, loaded.tokenizer
-    if files is None:
-        max_length = max_length_for(max_length, loaded.context_length, TRL_MAX_LENGTH)
+    max_length = plan.max_length or max_length_for(max_length, loaded.context_length, TRL_MAX_LENGTH)
     device = str(next(net.parameters()).device)
     chat = _use_chat(store, tok, chat_template)
     prov = {
@@ -287,10 +294,7 @@ def score_logprobs(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-    report.written = writer.committed
-    report.tokens = engine.tokens
-    report.padded_tokens = engine.padded_tokens
-    report.seconds = round(time.perf_counter() - started, 3)
+    report.finish(writer.committed, engine, started)
     return report
 
 
@@ -362,16 +366,9 @@ def score_rewards(
     is refused. A re-run with nothing left to do returns without loading the weights.
     """
     started = time.perf_counter()
-    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
-    name = sets.check_name(name or default_set_name(model_name))
-    table_name = f"rewards_{name}"
-    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
-    files = None if isinstance(model, Loaded) else inspect_model(model)
-    if files is not None:
-        max_length = max_length_for(max_length, files.context_length, REWARD_MAX_LENGTH)
-    todo, stored = _nothing_left(store, table_name, model, files,
-                                 {"kind": "reward", "label": label, "max_length": max_length},
-                                 device, dtype, window_rows, "--name")
+    plan = _plan(store, model, name, "rewards", max_length, REWARD_MAX_LENGTH, {"kind": "reward", "label": label},
+                 device, dtype, window_rows)
+    table_name, files, todo, stored = plan.table_name, plan.files, plan.todo, plan.stored
     if stored is not None:
         return RewardsReport(table=table_name, model=stored.get("model"), rows_total=todo.already,
                              already_done=todo.already, seconds=round(time.perf_counter() - started, 3),
@@ -381,8 +378,7 @@ def score_rewards(
     n_labels = int(getattr(net.config, "num_labels", 1))
     if not 0 <= label < n_labels:
         raise UsageError(f"--label {label}: the reward model has {n_labels} output(s)")
-    if files is None:
-        max_length = max_length_for(max_length, loaded.context_length, REWARD_MAX_LENGTH)
+    max_length = plan.max_length or max_length_for(max_length, loaded.context_length, REWARD_MAX_LENGTH)
     device = str(next(net.parameters()).device)
     chat = _use_chat(store, tok, chat_template)
     prov = {
@@ -430,8 +426,5 @@ def score_rewards(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-    report.written = writer.committed
-    report.tokens = engine.tokens
-    report.padded_tokens = engine.padded_tokens
-    report.seconds = round(time.perf_counter() - started, 3)
+    report.finish(writer.committed, engine, started)
     return report

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -148,7 +147,7 @@ def test_every_shipped_recipe_loads_and_validates():
 # ---- CLI ------------------------------------------------------------------------------------------
 
 
-def test_cli_train_eval_stability(subset_store, tmp_path):
+def test_cli_train_eval_stability(subset_store, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from pairsift.cli import cli
@@ -176,10 +175,12 @@ def test_cli_train_eval_stability(subset_store, tmp_path):
     assert res.exit_code == 0, res.output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Without --plot nothing is written, in the working directory or anywhere else.
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        res = runner.invoke(cli, ["stability", "raw", *store, "--models", base, "--device", "cpu"])
-        assert res.exit_code == 0, res.output
-        assert "plot" not in res.stdout and list(Path(cwd).iterdir()) == []
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    res = runner.invoke(cli, ["stability", "raw", *store, "--models", base, "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "plot" not in res.stdout and list(cwd.iterdir()) == []
 
     res = runner.invoke(cli, ["train", "raw", *store, "--model", base, "--device", "cpu"])
     assert res.exit_code == 1 and "pairsift label import" in res.output
