@@ -54,7 +54,7 @@ class UsageError(PairsiftError, ValueError):
 class InvalidRecord(PairsiftError, ValueError):
     """One input record is invalid. Formats as ``FILE:LINE: field 'X': problem``."""
 
-    def __init__(self, path: str, line: int | None, field: str | None, problem: str):
+    def __init__(self, path: str, line: int | None, field: str | None, problem: str) -> None:
         self.path = str(path)
         self.line = line
         self.field = field
@@ -71,7 +71,7 @@ class InvalidRecord(PairsiftError, ValueError):
             return f"{self.where}: field '{self.field}': {self.problem}"
         return f"{self.where}: {self.problem}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {"file": self.path, "line": self.line, "field": self.field, "error": self.problem}
 
 

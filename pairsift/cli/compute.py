@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,10 @@ from .options import (
     json_option,
     store_option,
 )
+
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 def _batch_tokens_help() -> str:
@@ -80,8 +84,9 @@ chat_template_option = click.option(
               help="Default: the model's sentence-transformers pooling, else mean.")
 @click.option("--append-eos", is_flag=True, help="Append the EOS token to every text (REAL does it for SHP).")
 @compute_options
-def embed(store, model, target, name, max_length, pooling, append_eos, device, dtype, batch_tokens, chunk_rows,
-          as_json):
+def embed(store: Store, model: str | None, target: str, name: str | None, max_length: int | None,
+          pooling: str | None, append_eos: bool, device: str, dtype: str | None, batch_tokens: int | None,
+          chunk_rows: int, as_json: bool) -> None:
     """Embed responses (or prompts) into embeddings_NAME; resumable, provenance recorded.
 
     A re-run finishes what a killed run left; with nothing left to do it checks the model files
@@ -101,7 +106,7 @@ def embed(store, model, target, name, max_length, pooling, append_eos, device, d
 
 
 @click.group()
-def score():
+def score() -> None:
     """Per-response log-probs (teacher forcing, as TRL computes them) and reward-model scores.
 
     Example:
@@ -124,8 +129,9 @@ def score():
                    "is refused.")
 @chat_template_option
 @compute_options
-def score_logprobs(store, model, name, old_name, max_length, chat_template, device, dtype, batch_tokens, chunk_rows,
-                   as_json):
+def score_logprobs(store: Store, model: str, name: str | None, old_name: str | None, max_length: int | None,
+                   chat_template: str, device: str, dtype: str | None, batch_tokens: int | None, chunk_rows: int,
+                   as_json: bool) -> None:
     """Sum and mean log-prob of each response given its prompt, with its token ids.
 
     Example:
@@ -152,8 +158,9 @@ def score_logprobs(store, model, name, old_name, max_length, chat_template, devi
 @click.option("--label", type=int, default=0, show_default=True, help="Which output logit is the reward.")
 @chat_template_option
 @compute_options
-def score_reward(store, model, name, old_name, max_length, label, chat_template, device, dtype, batch_tokens,
-                 chunk_rows, as_json):
+def score_reward(store: Store, model: str, name: str | None, old_name: str | None, max_length: int | None,
+                 label: int, chat_template: str, device: str, dtype: str | None, batch_tokens: int | None,
+                 chunk_rows: int, as_json: bool) -> None:
     """A reward model's score of each (prompt, response).
 
     Example:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..report import plural
 from .options import Progress, echo_json, echo_report, json_option, store_option
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @click.command()
@@ -19,7 +24,8 @@ from .options import Progress, echo_json, echo_report, json_option, store_option
               help="Reward gap from rewards_NAME (repeatable; default: every set).")
 @click.option("--rebuild", is_flag=True, help="Recompute every pair and replace the table (one commit).")
 @json_option("the report")
-def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json):
+def pairs(store: Store, labelled_only: bool, embeddings: tuple[str, ...], logprobs: tuple[str, ...],
+          rewards: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
     """Materialise candidate pairs and their features into pair_features (incremental).
 
     Cosine per embedding set, token edit distance, log-prob and reward gaps, score margin and
@@ -53,7 +59,7 @@ def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json)
 @click.option("--embedding", default=None, metavar="NAME", help="Which cos_NAME column (needed if several).")
 @click.option("--limit", type=int, default=100, show_default=True, help="Rows to show, lowest cosine first; 0: all.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON array.")
-def query(store, band, embedding, limit, as_json):
+def query(store: Store, band: tuple[float, float], embedding: str | None, limit: int, as_json: bool) -> None:
     """Pairs whose cosine lies in a band, with the prompt and both texts.
 
     Example:
@@ -70,7 +76,7 @@ def query(store, band, embedding, limit, as_json):
         return
     cos = next((k for k in (rows[0] if rows else {}) if k.startswith("cos_")), "cos")
 
-    def short(text, n=70):
+    def short(text: str | None, n: int = 70) -> str:
         text = " ".join((text or "").split())
         return text if len(text) <= n else text[: n - 1] + "…"
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from .options import Progress, echo_report, json_option, store_option
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 MULTI_FIELDS = ("prompt_field", "responses_field", "text_field", "score_field", "source_field")
 
@@ -36,7 +41,8 @@ MULTI_FIELDS = ("prompt_field", "responses_field", "text_field", "score_field", 
     "Without it, the first invalid record stops the ingest and nothing is written.",
 )
 @json_option("the ingest report")
-def ingest(store, path, fmt, preset, dataset, split, skip_invalid, as_json, **fields):
+def ingest(store: Store, path: str, fmt: str, preset: str | None, dataset: str | None, split: str | None,
+           skip_invalid: str | None, as_json: bool, **fields: str | None) -> None:
     """Ingest a preference corpus (JSONL, JSONL.GZ, JSON, Parquet, HF save_to_disk folder).
 
     Formats: hh (HH-RLHF chosen/rejected dialogues), pairs (prompt/chosen/rejected, TRL standard

@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STORE = "pairsift-store"
 
 
-def store_option(f):
+def store_option(f: F) -> F:
     """--store DIR|URI and --storage-option KEY=VALUE (repeatable), shared by every command."""
 
     @click.option(
@@ -44,7 +44,7 @@ def store_option(f):
         help="Passed to the object store (e.g. region=us-east-1, endpoint=http://...). Repeatable.",
     )
     @functools.wraps(f)
-    def wrapper(*args, store_uri, storage_options, **kwargs):
+    def wrapper(*args: Any, store_uri: str, storage_options: tuple[str, ...], **kwargs: Any) -> Any:
         from ..store import open_store
 
         opts = {}
@@ -55,7 +55,7 @@ def store_option(f):
             opts[key] = value
         return f(*args, store=open_store(store_uri, opts or None), **kwargs)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ class LazyHelpOption(click.Option):
     `pairsift --help` or by a run that does not need them.
     """
 
-    def __init__(self, *args: Any, help: str | Callable[[], str] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, help: str | Callable[[], str] | None = None, **kwargs: Any) -> None:
         self._help_source = help
         super().__init__(*args, help=help if isinstance(help, str) or help is None else "", **kwargs)
 
@@ -260,7 +260,7 @@ class Progress:
         live: bool | None = None,
         min_interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
-    ):
+    ) -> None:
         self.desc, self.unit = desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.live = self.stream.isatty() if live is None else live

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..report import plural
-from .options import LazyHelpOption, echo_json, echo_report, json_option, store_option
+from .options import F, LazyHelpOption, echo_json, echo_report, json_option, store_option
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 def registry_defaults(param: str) -> str:
@@ -34,7 +38,7 @@ def _library_default(param: str) -> str:
     return f"[default: {inspect.signature(select).parameters[param].default}]"
 
 
-def strategy_option(*decls: str, help: str, param: str | None = None, **kwargs: Any):
+def strategy_option(*decls: str, help: str, param: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     """An option of `select` whose help shows each strategy's default from the registry."""
     key = param or decls[-1].lstrip("-").replace("-", "_")
     return click.option(*decls, cls=LazyHelpOption, default=None,
@@ -69,7 +73,8 @@ def strategy_option(*decls: str, help: str, param: str | None = None, **kwargs: 
 @strategy_option("--k", type=int, help="top: how many pairs (per prompt with --per-prompt).")
 @strategy_option("--descending", is_flag=True, help="top: largest first (default smallest first).")
 @json_option("the manifest")
-def select_cmd(store, strategy, name, seed, where, replace, min_, max_, per_prompt, as_json, **options):
+def select_cmd(store: Store, strategy: str, name: str, seed: int | None, where: str | None, replace: bool,
+               min_: float | None, max_: float | None, per_prompt: int | None, as_json: bool, **options: Any) -> None:
     """Select pairs with STRATEGY and save them as subset NAME (manifest: params, seed, versions, counts).
 
     \b
@@ -113,7 +118,7 @@ def select_cmd(store, strategy, name, seed, where, replace, min_, max_, per_prom
 @click.command()
 @store_option
 @json_option("the manifests")
-def subsets(store, as_json):
+def subsets(store: Store, as_json: bool) -> None:
     """List the saved subsets: strategy, size, labelled or out for annotation.
 
     Example:
@@ -144,7 +149,7 @@ def subsets(store, as_json):
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default=None,
               help="Force the format instead of guessing from --out.")
 @json_option("the report")
-def export(store, name, out, fmt, as_json):
+def export(store: Store, name: str, out: str, fmt: str | None, as_json: bool) -> None:
     """Export subset NAME: prompt/chosen/rejected (TRL) when labelled, else response_a/response_b.
 
     Example:

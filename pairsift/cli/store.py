@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..report import plural
 from .options import echo_json, store_option
 
+if TYPE_CHECKING:
+    from ..store import Store
+
 
 @click.command()
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def demo(store, as_json):
+def demo(store: Store, as_json: bool) -> None:
     """Run the whole flow on the embedded default and print a summary.
 
     Ingests the bundled HH-RLHF sample, embeds the responses with all-MiniLM-L6-v2 (works
@@ -36,7 +41,7 @@ def demo(store, as_json):
 @click.command()
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def info(store, as_json):
+def info(store: Store, as_json: bool) -> None:
     """Tables, row counts, schema and table versions, datasets and splits of a store.
 
     Example:

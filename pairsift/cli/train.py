@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..train.config import LOSSES, EvalConfig, StabilityConfig, TrainConfig
 from .options import (
+    F,
     Progress,
     config_option,
     deprecated_option,
@@ -23,7 +26,11 @@ from .options import (
 )
 
 
-def _train_option(name: str, *decls: str, **kwargs):
+if TYPE_CHECKING:
+    from ..store import Store
+
+
+def _train_option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
     """A `train` option from TrainConfig; None when not given, so a --config recipe can fill it."""
     return config_option(TrainConfig, name, *decls, from_recipe=True, **kwargs)
 
@@ -54,7 +61,7 @@ def _train_option(name: str, *decls: str, **kwargs):
 @click.option("--config", "recipe", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML recipe of these options; command-line options override it.")
 @json_option("the run manifest")
-def train(store, name, recipe, as_json, **options):
+def train(store: Store, name: str, recipe: str | None, as_json: bool, **options: Any) -> None:
     """Align --model on subset NAME, streamed from the store into TRL (DPO/IPO/SLiC/RPO).
 
     Saves the model and pairsift_manifest.json (subset, store versions, config) to --output.
@@ -87,7 +94,8 @@ def train(store, name, recipe, as_json, **options):
 @config_option(EvalConfig, "max_length")
 @config_option(EvalConfig, "device", callback=device_callback, metavar="auto|cpu|cuda|cuda:N")
 @json_option("the metrics")
-def eval_(store, subset, subset_option, models, ref_model, beta, batch_size, max_length, device, as_json):
+def eval_(store: Store, subset: str | None, subset_option: str | None, models: tuple[str, ...], ref_model: str,
+          beta: float, batch_size: int, max_length: int, device: str, as_json: bool) -> None:
     """DPO loss, reward margin (with and without beta) and reward accuracy on held-out SUBSET.
 
     Several checkpoints (or a run directory) give the training curve.
@@ -120,7 +128,8 @@ def eval_(store, subset, subset_option, models, ref_model, beta, batch_size, max
 @config_option(StabilityConfig, "dtype")
 @config_option(StabilityConfig, "batch_tokens")
 @json_option("the report")
-def stability(store, subset, subset_option, models, plot, max_length, device, dtype, batch_tokens, as_json):
+def stability(store: Store, subset: str | None, subset_option: str | None, models: str, plot: str | None,
+              max_length: int, device: str, dtype: str | None, batch_tokens: int | None, as_json: bool) -> None:
     """REAL's embedding-stability check: SUBSET's response cosines under each checkpoint.
 
     Example:

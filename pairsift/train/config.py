@@ -15,6 +15,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from ..compute.device import DEVICE_HELP, check_device
 from ..errors import UsageError
@@ -75,7 +76,7 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "config") -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         known = set(cls.fields())
         clean = {}
         for key, value in (data or {}).items():
@@ -86,7 +87,7 @@ class TrainConfig:
         return cls(**clean)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Load a recipe, then apply `overrides` whose value is not None (CLI options)."""
         import yaml
 
@@ -102,7 +103,7 @@ class TrainConfig:
         config = cls.from_dict(data, source=str(path))
         return config.merged(**overrides)
 
-    def merged(self, **overrides) -> TrainConfig:
+    def merged(self, **overrides: Any) -> TrainConfig:
         """A copy with every override that is not None applied."""
         known = set(self.fields())
         for key in overrides:
@@ -115,7 +116,7 @@ class TrainConfig:
             values["max_steps"] = None
         return dataclasses.replace(self, **values)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     # ---- validation ---------------------------------------------------------------------------
@@ -123,7 +124,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every value and combination; raise UsageError naming the option. Returns self."""
 
-        def bad(name: str, why: str):
+        def bad(name: str, why: str) -> NoReturn:
             raise UsageError(f"{_opt(name)}: {why}")
 
         if not self.subset:

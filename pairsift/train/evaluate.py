@@ -114,7 +114,7 @@ class _Scorer:
     """Tokenises and collates a held-out subset once with TRL's DPOTrainer, then scores models on it."""
 
     def __init__(self, rows: list[dict], first_model: Any, ref_model: Any, tokenizer: Any, beta: float,
-                 batch_size: int, max_length: int, device: str, scratch: str):
+                 batch_size: int, max_length: int, device: str, scratch: str) -> None:
         import datasets
         from trl import DPOConfig, DPOTrainer
 

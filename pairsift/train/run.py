@@ -134,7 +134,7 @@ def _rpo_classes() -> tuple[type, type]:
     class RPOCollator(DataCollatorForPreference):
         """TRL's preference collator plus the rows' stored prompt embeddings as a [B, D] fp32 tensor."""
 
-        def torch_call(self, examples):
+        def torch_call(self, examples: list[dict]) -> dict:
             out = super().torch_call(examples)
             if "prompt_emb" in examples[0]:
                 out["prompt_emb"] = torch.tensor([ex["prompt_emb"] for ex in examples], dtype=torch.float32)
@@ -148,7 +148,8 @@ def _rpo_classes() -> tuple[type, type]:
         rejected item share a prompt; each item is weighted by its own prompt's embedding.
         """
 
-        def __init__(self, *args, rpo_variant: str = "rpo", tau: float = 0.5, diagonal_weight: float = 0.8, **kw):
+        def __init__(self, *args: Any, rpo_variant: str = "rpo", tau: float = 0.5, diagonal_weight: float = 0.8,
+                     **kw: Any) -> None:
             if rpo_variant not in ("rpo", "rpo-unpaired", "rpo-diagonal"):
                 raise UsageError(f"--loss: '{rpo_variant}' is not an RPO variant")
             self.rpo_variant = rpo_variant
@@ -161,7 +162,7 @@ def _rpo_classes() -> tuple[type, type]:
             if "prompt_emb" not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, "prompt_emb"]
 
-        def _sequence_logps(self, model, batch):
+        def _sequence_logps(self, model: Any, batch: dict) -> torch.Tensor:
             """Summed completion-token log-probs of each row, in fp32 (TRL's fused LM head)."""
             labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
             out = model(
@@ -174,7 +175,8 @@ def _rpo_classes() -> tuple[type, type]:
             seq_len = batch["completion_mask"].shape[1] - 1
             return out.log_probs[:, -seq_len:].float().sum(dim=1)
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
             mode = "train" if self.model.training else "eval"
             emb = inputs.pop("prompt_emb", None)  # never forwarded to the model
             keys = ("input_ids", "attention_mask", "completion_mask")
