@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..report import plural
 from .options import Progress, echo_report, json_option, store_option
 
 if TYPE_CHECKING:
@@ -68,6 +69,6 @@ def ingest(store: Store, path: str, fmt: str, preset: str | None, dataset: str |
     with Progress("ingest", unit="responses") as bar:
         report = run_ingest(
             store, path, fmt, dataset=dataset, split=split, skip_invalid=skip_invalid, reader_options=options,
-            progress=lambda records, responses: bar(responses, note=f"{records:,} records"),
+            progress=lambda records, responses: bar(responses, note=plural(records, "record")),
         )
     echo_report(report, as_json)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StoreError, SubsetNotFound, TableNotFound, UsageError
+from ..report import plural
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
 from ..store.sql import equals
 from ..store.subsets import read_manifests
@@ -62,9 +63,9 @@ class SubsetResult:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(c["excluded"].items()) if v) or "none"
         state = "labelled" if self.labelled else "UNLABELLED (export it for annotation)"
         return (
-            f"subset '{self.name}' ({self.strategy}): {c['selected']:,} pairs from {c['prompts_selected']:,} "
-            f"prompts, {state}\n  read {c['rows_read']:,} pairs of {c['prompts_read']:,} prompts; "
-            f"excluded: {reasons}"
+            f"subset '{self.name}' ({self.strategy}): {plural(c['selected'], 'pair')} from "
+            f"{plural(c['prompts_selected'], 'prompt')}, {state}\n  read {plural(c['rows_read'], 'pair')} of "
+            f"{plural(c['prompts_read'], 'prompt')}; excluded: {reasons}"
         )
 
 
