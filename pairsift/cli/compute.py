@@ -35,7 +35,7 @@ def _batch_tokens_help() -> str:
 def compute_options(f: F) -> F:
     """--device, --dtype, --batch-tokens, --chunk-rows, --json: shared by embed and score."""
     options = [
-        device_option(),
+        device_option(ComputeConfig),
         config_option(ComputeConfig, "dtype"),
         config_option(ComputeConfig, "batch_tokens", cls=LazyHelpOption, help=_batch_tokens_help),
         config_option(ComputeConfig, "chunk_rows"),

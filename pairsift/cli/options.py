@@ -189,16 +189,13 @@ def device_callback(ctx: click.Context, param: click.Parameter, value: str | Non
         raise click.BadParameter(f"{value!r}: expected {DEVICE_HELP}") from None
 
 
-def device_option(default: str | None = "auto") -> Callable[[F], F]:
-    """--device with one meaning everywhere: auto, cpu, cuda or cuda:N (checked without torch)."""
-    return click.option(
-        "--device",
-        default=default,
-        show_default=default is not None,
-        callback=device_callback,
-        metavar="auto|cpu|cuda|cuda:N",
-        help=DEVICE_HELP,
-    )
+def device_option(config: type, *, from_recipe: bool = False) -> Callable[[F], F]:
+    """--device with one meaning everywhere: auto, cpu, cuda or cuda:N (checked without torch).
+
+    Its default and help come from `config`'s ``device`` field, like every other option.
+    """
+    return config_option(config, "device", from_recipe=from_recipe, callback=device_callback,
+                         metavar="auto|cpu|cuda|cuda:N")
 
 
 # ---- renamed options ---------------------------------------------------------------------------

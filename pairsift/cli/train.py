@@ -18,7 +18,7 @@ from .options import (
     Progress,
     config_option,
     deprecated_option,
-    device_callback,
+    device_option,
     echo_report,
     json_option,
     positional_or_deprecated,
@@ -55,7 +55,7 @@ def _train_option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
 @_train_option("logging_steps")
 @_train_option("seed")
 @_train_option("prompt_embeddings")
-@_train_option("device", callback=device_callback, metavar="auto|cpu|cuda|cuda:N")
+@device_option(TrainConfig, from_recipe=True)
 @_train_option("bf16", "--bf16/--no-bf16")
 @_train_option("gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing")
 @click.option("--config", "recipe", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -92,7 +92,7 @@ def train(store: Store, name: str, recipe: str | None, as_json: bool, **options:
 @config_option(EvalConfig, "beta")
 @config_option(EvalConfig, "batch_size")
 @config_option(EvalConfig, "max_length")
-@config_option(EvalConfig, "device", callback=device_callback, metavar="auto|cpu|cuda|cuda:N")
+@device_option(EvalConfig)
 @json_option("the metrics")
 def eval_(store: Store, subset: str | None, subset_option: str | None, models: tuple[str, ...], ref_model: str,
           beta: float, batch_size: int, max_length: int, device: str, as_json: bool) -> None:
@@ -124,7 +124,7 @@ def eval_(store: Store, subset: str | None, subset_option: str | None, models: t
 @click.option("--plot", default=None, type=click.Path(dir_okay=False),
               help="Write a PNG of the cosine distributions here (nothing is written without it).")
 @config_option(StabilityConfig, "max_length")
-@config_option(StabilityConfig, "device", callback=device_callback, metavar="auto|cpu|cuda|cuda:N")
+@device_option(StabilityConfig)
 @config_option(StabilityConfig, "dtype")
 @config_option(StabilityConfig, "batch_tokens")
 @json_option("the report")

@@ -57,7 +57,7 @@ def embed(
     model: str | Loaded | None = None,
     target: str = "responses",
     name: str | None = None,
-    device: str | None = None,
+    device: str | None = DEFAULTS.device,
     dtype: str | None = DEFAULTS.dtype,
     max_length: int | None = None,
     batch_tokens: int | None = DEFAULTS.batch_tokens,
