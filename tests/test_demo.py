@@ -8,6 +8,7 @@ import re
 from click.testing import CliRunner
 
 from pairsift.cli import cli
+from pairsift.demo import format_summary
 from tests.conftest import HH_SAMPLE, REPO
 
 
@@ -27,10 +28,19 @@ def test_demo_runs_the_whole_flow_and_reruns_as_a_noop(tmp_path):
     # blank responses have no embedding: their pairs are counted as excluded, never selected
     assert candidates + easy["counts"]["excluded"].get("null_cos_minilm", 0) == n
 
-    again = runner.invoke(cli, ["demo", "--store", store])
+    blank = first["blank_responses"]
+    assert blank == first["ingest"]["blank_responses"] > 0  # a fresh store: every blank response is new
+    assert first["embed"]["model_loaded"] is True
+
+    again = runner.invoke(cli, ["demo", "--store", store, "--json"])
     assert again.exit_code == 0, again.output
-    assert "+0 new" in again.stdout
-    assert f"subset demo-easy-half (easy-half): {easy['pairs']:,} pairs" in again.stdout
+    second = json.loads(again.stdout)
+    assert second["embed"]["model_loaded"] is False  # nothing left to embed: the model is not loaded
+    text = format_summary(second)
+    assert "+0 new" in text
+    # The store's totals, with what this run added beside them: the second run reads like the first.
+    assert f"{blank:,} blank response{'s' if blank != 1 else ''} kept and flagged in the store (0 new)" in text
+    assert f"subset demo-easy-half (easy-half): {easy['pairs']:,} pairs" in text
 
 
 def test_readme_commands_exist():

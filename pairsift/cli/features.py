@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from .options import echo_json, store_option
+from ..report import plural
+from .options import Progress, echo_json, echo_report, json_option, store_option
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @click.command()
@@ -19,23 +23,24 @@ from .options import echo_json, store_option
 @click.option("--reward", "rewards", multiple=True, metavar="NAME",
               help="Reward gap from rewards_NAME (repeatable; default: every set).")
 @click.option("--rebuild", is_flag=True, help="Recompute every pair and replace the table (one commit).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json):
+@json_option("the report")
+def pairs(store: Store, labelled_only: bool, embeddings: tuple[str, ...], logprobs: tuple[str, ...],
+          rewards: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
     """Materialise candidate pairs and their features into pair_features (incremental).
 
     Cosine per embedding set, token edit distance, log-prob and reward gaps, score margin and
     orientation (from the dataset label, else from different scores; equal scores are ties).
     A re-run computes only new prompts; a new set adds its columns to the existing rows.
+
+    Example:
+
+    \b
+      pairsift pairs
+      pairsift pairs --labelled-only --embedding minilm --logprobs ref
     """
     from ..features.pairs import build_pairs
 
-    live = sys.stderr.isatty()
-
-    def progress(done: int, total: int) -> None:
-        if live:
-            click.echo(f"\r{done:,}/{total:,} prompts", err=True, nl=False)
-
-    try:
+    with Progress("pairs", unit="prompts") as bar:
         report = build_pairs(
             store,
             labelled_only=labelled_only,
@@ -43,15 +48,9 @@ def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json)
             logprobs=list(logprobs) or None,
             rewards=list(rewards) or None,
             rebuild=rebuild,
-            progress=progress,
+            progress=bar,
         )
-    finally:
-        if live:
-            click.echo("", err=True)
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        click.echo(report.summary())
+    echo_report(report, as_json)
 
 
 @click.command()
@@ -60,8 +59,15 @@ def pairs(store, labelled_only, embeddings, logprobs, rewards, rebuild, as_json)
 @click.option("--embedding", default=None, metavar="NAME", help="Which cos_NAME column (needed if several).")
 @click.option("--limit", type=int, default=100, show_default=True, help="Rows to show, lowest cosine first; 0: all.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON array.")
-def query(store, band, embedding, limit, as_json):
-    """Pairs whose cosine lies in a band, with the prompt and both texts."""
+def query(store: Store, band: tuple[float, float], embedding: str | None, limit: int, as_json: bool) -> None:
+    """Pairs whose cosine lies in a band, with the prompt and both texts.
+
+    Example:
+
+    \b
+      pairsift query --band 0.2 0.4 --limit 20
+      pairsift query --band -1 1 --limit 0 --embedding minilm --json
+    """
     from ..features.query import query_band
 
     rows = query_band(store, band[0], band[1], embedding=embedding, limit=limit or None).to_pylist()
@@ -70,7 +76,7 @@ def query(store, band, embedding, limit, as_json):
         return
     cos = next((k for k in (rows[0] if rows else {}) if k.startswith("cos_")), "cos")
 
-    def short(text, n=70):
+    def short(text: str | None, n: int = 70) -> str:
         text = " ".join((text or "").split())
         return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -80,4 +86,4 @@ def query(store, band, embedding, limit, as_json):
         click.echo(f"  prompt: {short(r['prompt'])}")
         click.echo(f"  a: {short(r['text_a'])}")
         click.echo(f"  b: {short(r['text_b'])}")
-    click.echo(f"{len(rows):,} pairs with {cos} in [{band[0]}, {band[1]}]", err=True)
+    click.echo(f"{plural(len(rows), 'pair')} with {cos} in [{band[0]}, {band[1]}]", err=True)

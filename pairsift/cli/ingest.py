@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .options import RateLine, echo_json, store_option
+from ..report import plural
+from .options import Progress, echo_report, json_option, store_option
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 MULTI_FIELDS = ("prompt_field", "responses_field", "text_field", "score_field", "source_field")
 
@@ -35,13 +41,21 @@ MULTI_FIELDS = ("prompt_field", "responses_field", "text_field", "score_field", 
     help="Ingest the valid records; write each invalid one with its reason here. "
     "Without it, the first invalid record stops the ingest and nothing is written.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the ingest report as JSON.")
-def ingest(store, path, fmt, preset, dataset, split, skip_invalid, as_json, **fields):
+@json_option("the ingest report")
+def ingest(store: Store, path: str, fmt: str, preset: str | None, dataset: str | None, split: str | None,
+           skip_invalid: str | None, as_json: bool, **fields: str | None) -> None:
     """Ingest a preference corpus (JSONL, JSONL.GZ, JSON, Parquet, HF save_to_disk folder).
 
     Formats: hh (HH-RLHF chosen/rejected dialogues), pairs (prompt/chosen/rejected, TRL standard
     or conversational), multi (a prompt with scored responses; --preset ultrafeedback|alpaca),
     shp (Stanford SHP). Re-ingesting the same data adds nothing.
+
+    Example:
+
+    \b
+      pairsift ingest data/hh-rlhf/test.jsonl.gz
+      pairsift ingest alpaca.jsonl.gz --preset alpaca --dataset alpaca-eval --split dev
+      pairsift ingest pairs.jsonl --format pairs --skip-invalid rejects.jsonl
     """
     from ..errors import UsageError
     from ..ingest.pipeline import ingest as run_ingest
@@ -52,15 +66,9 @@ def ingest(store, path, fmt, preset, dataset, split, skip_invalid, as_json, **fi
     if options and fmt not in ("auto", "multi"):
         flags = ", ".join("--" + k.replace("_", "-") for k in options)
         raise UsageError(f"{flags} only apply to --format multi (got --format {fmt})")
-    line = RateLine("responses")
-    try:
+    with Progress("ingest", unit="responses") as bar:
         report = run_ingest(
-            store, path, fmt, dataset=dataset, split=split, skip_invalid=skip_invalid,
-            reader_options=options, progress=line,
+            store, path, fmt, dataset=dataset, split=split, skip_invalid=skip_invalid, reader_options=options,
+            progress=lambda records, responses: bar(responses, note=plural(records, "record")),
         )
-    finally:
-        line.close()
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        click.echo(report.summary())
+    echo_report(report, as_json)

@@ -9,7 +9,13 @@ from .options import echo_json, store_option
 
 @click.group()
 def label():
-    """Annotation round trip: read labels for an exported unlabelled subset."""
+    """Annotation round trip: read labels for an exported unlabelled subset.
+
+    Example:
+
+    \b
+      pairsift label import unlabelled labels.jsonl
+    """
 
 
 @label.command("import")
@@ -18,7 +24,14 @@ def label():
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def label_import(store, name, file, as_json):
-    """Orient subset NAME's pairs from FILE (JSONL/CSV: pair_id + label a|b or chosen_id)."""
+    """Orient subset NAME's pairs from FILE (JSONL/CSV: pair_id + label a|b or chosen_id).
+
+    Example:
+
+    \b
+      pairsift label import unlabelled labels.jsonl
+      pairsift label import unlabelled labels.csv --json
+    """
     from ..select.labels import import_labels
 
     report = import_labels(store, name, file)

@@ -1,9 +1,11 @@
 """The `pairsift` command: one click command per verb, each a call into the library.
 
-Progress bars and human summaries go to stderr; stdout carries results (``--json`` where a
-command has one). Every :class:`~pairsift.errors.PairsiftError` becomes a one-line message and
-exit status 1, never a traceback. Nothing here imports torch, transformers, trl or lancedb at
-module level: `pairsift --help` stays instant.
+Progress lines and warnings go to stderr; stdout carries the result: the library report's
+``summary()``, or its ``to_dict()`` as JSON with ``--json``. Every
+:class:`~pairsift.errors.PairsiftError` becomes a one-line message and exit status 1, never a
+traceback. Command modules import the library inside the command body, so `pairsift --help`,
+`--version` and argument errors import no lancedb, polars, pyarrow.compute, torch or trl
+(tests/cli/test_startup.py checks it with ``-X importtime``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .options import PairsiftGroup
 
 @click.group(cls=PairsiftGroup)
 @click.version_option(package_name="pairsift")
-def cli():
+def cli() -> None:
     """pairsift: decide which preference pairs an LLM should be aligned on.
 
     ingest -> embed/score -> pairs -> select -> export/train. Every command works on a store

@@ -2,39 +2,79 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import click
 
-from .options import echo_json, store_option
+from ..report import plural
+from .options import F, LazyHelpOption, echo_json, echo_report, json_option, store_option
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+
+def registry_defaults(param: str) -> str:
+    """``[default: map: 0.4]``: each strategy's default for `param`, read from the strategy registry.
+
+    Called only when `pairsift select --help` is rendered (the registry imports polars).
+    """
+    from ..select.strategies import STRATEGIES
+
+    by_value: dict[str, list[str]] = {}
+    for name, cls in STRATEGIES.items():
+        value = cls.defaults.get(param)
+        if param in cls.defaults and value is not None and value is not False:
+            by_value.setdefault(str(value), []).append(name)
+    shown = "; ".join(f"{', '.join(names)}: {value}" for value, names in by_value.items())
+    return f"[default: {shown}]" if shown else ""
+
+
+def _library_default(param: str) -> str:
+    import inspect
+
+    from ..select.subsets import select
+
+    return f"[default: {inspect.signature(select).parameters[param].default}]"
+
+
+def strategy_option(*decls: str, help: str, param: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """An option of `select` whose help shows each strategy's default from the registry."""
+    key = param or decls[-1].lstrip("-").replace("-", "_")
+    return click.option(*decls, cls=LazyHelpOption, default=None,
+                        help=lambda: f"{help}  {registry_defaults(key)}".strip(), **kwargs)
 
 
 @click.command("select")
-# Spelled out (not read from the registry) so that `pairsift --help` imports nothing heavy; a
-# test checks the two lists agree.
+# Spelled out (not read from the registry) so that `pairsift --help` and a mistyped strategy
+# answer without importing polars; a test checks each list against the registry.
 @click.argument("strategy", type=click.Choice(
     ["easy", "hard", "centroid", "random", "easy-half", "hard-half", "random-half", "band", "dcrm", "map", "top"]))
 @store_option
 @click.option("--name", required=True, help="Name to save the subset under.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (recorded).")
+@click.option("--seed", type=int, default=None, cls=LazyHelpOption,
+              help=lambda: f"Seed of every random choice (recorded).  {_library_default('seed')}")
 @click.option("--where", default=None, help="SQL filter on pair_features, pushed into Lance (e.g. \"source_a != source_b\").")
 @click.option("--replace", is_flag=True, help="Overwrite an existing subset of the same name.")
-@click.option("--embedding", default=None, help="REAL/band: embedding set (column cos_<set>). [the only one]")
+@strategy_option("--embedding", help="REAL/band: embedding set, column cos_<set> (default: the only one).")
 @click.option("--min", "min_", type=float, default=None, help="band: lowest cosine (inclusive).")
 @click.option("--max", "max_", type=float, default=None, help="band: highest cosine (inclusive).")
 @click.option("--per-prompt", type=int, is_flag=False, flag_value=-1, default=None,
               help="band: at most K pairs per prompt (--per-prompt K); top: apply --k/--ratio per prompt (flag).")
-@click.option("--reward", default=None, help="dcrm/map: reward set (column dreward_<rm>); it also orients. [dataset score]")
-@click.option("--logprobs", default=None, help="dcrm: log-prob set for e/p [ref]; map: the policy's [policy].")
-@click.option("--ablation", type=click.Choice(["no-edit", "no-logp", "margin-only"]), default=None, help="dcrm ablation.")
-@click.option("--different-source", is_flag=True, default=None, help="dcrm: only pairs from two different sources.")
-@click.option("--ratio", type=float, default=None, help="map: fraction kept [0.4]; top: fraction instead of --k.")
-@click.option("--weight", type=float, default=None, help="map: w in zR - w*zL. [1.0]")
-@click.option("--variant", type=click.Choice(["map", "rm_margin", "logp_margin_norm_abs", "rand"]), default=None,
-              help="map: score variant. [map]")
-@click.option("--by", default=None, help="top: numeric column of pair_features to rank by.")
-@click.option("--k", type=int, default=None, help="top: how many pairs (per prompt with --per-prompt).")
-@click.option("--descending", is_flag=True, default=None, help="top: largest first (default smallest first).")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def select_cmd(store, strategy, name, seed, where, replace, min_, max_, per_prompt, as_json, **options):
+@strategy_option("--reward", help="dcrm/map: reward set (column dreward_<rm>); it also orients (default: dataset score).")
+@strategy_option("--logprobs", help="dcrm: log-prob set for e/p; map: the policy's.")
+@strategy_option("--ablation", type=click.Choice(["no-edit", "no-logp", "margin-only"]), help="dcrm ablation.")
+@strategy_option("--different-source", is_flag=True, help="dcrm: only pairs from two different sources.")
+@strategy_option("--ratio", type=float, help="map: fraction kept; top: fraction instead of --k.")
+@strategy_option("--weight", type=float, help="map: w in zR - w*zL.")
+@strategy_option("--variant", type=click.Choice(["map", "rm_margin", "logp_margin_norm_abs", "rand"]),
+                 help="map: score variant.")
+@strategy_option("--by", help="top: numeric column of pair_features to rank by.")
+@strategy_option("--k", type=int, help="top: how many pairs (per prompt with --per-prompt).")
+@strategy_option("--descending", is_flag=True, help="top: largest first (default smallest first).")
+@json_option("the manifest")
+def select_cmd(store: Store, strategy: str, name: str, seed: int | None, where: str | None, replace: bool,
+               min_: float | None, max_: float | None, per_prompt: int | None, as_json: bool, **options: Any) -> None:
     """Select pairs with STRATEGY and save them as subset NAME (manifest: params, seed, versions, counts).
 
     \b
@@ -42,8 +82,15 @@ def select_cmd(store, strategy, name, seed, where, replace, min_, max_, per_prom
     easy-half / hard-half / random-half   REAL for one-pair-per-prompt data: floor(N/2) pairs
     band --min LO --max HI [--per-prompt K]
     dcrm [--reward RM] [--logprobs LP] [--ablation A] [--different-source]
-    map [--ratio 0.4] [--weight 1.0] [--variant V] [--reward RM] [--logprobs LP]
+    map [--ratio R] [--weight W] [--variant V] [--reward RM] [--logprobs LP]
     top --by COLUMN (--k N | --ratio R) [--per-prompt] [--descending]
+
+    Example:
+
+    \b
+      pairsift select easy-half --name hh-easy --embedding minilm
+      pairsift select band --name mid --min 0.3 --max 0.6 --per-prompt 1
+      pairsift select map --name map40 --ratio 0.4 --logprobs policy
     """
     from ..select.subsets import select
 
@@ -62,18 +109,24 @@ def select_cmd(store, strategy, name, seed, where, replace, min_, max_, per_prom
             if per_prompt == -1:
                 raise click.BadParameter("give the number of pairs per prompt: --per-prompt K", param_hint="--per-prompt")
             params["per_prompt"] = per_prompt
-    result = select(store, strategy, name, seed=seed, where=where, replace=replace, **params)
-    if as_json:
-        echo_json(result.to_dict())
-        return
-    click.echo(result.summary())
+    if seed is not None:
+        params["seed"] = seed
+    result = select(store, strategy, name, where=where, replace=replace, **params)
+    echo_report(result, as_json)
 
 
 @click.command()
 @store_option
-@click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
-def subsets(store, as_json):
-    """List the saved subsets: strategy, size, labelled or out for annotation."""
+@json_option("the manifests")
+def subsets(store: Store, as_json: bool) -> None:
+    """List the saved subsets: strategy, size, labelled or out for annotation.
+
+    Example:
+
+    \b
+      pairsift subsets
+      pairsift subsets --json
+    """
     from ..select.subsets import list_subsets
 
     rows = list_subsets(store)
@@ -84,7 +137,7 @@ def subsets(store, as_json):
         click.echo("(no subsets: create one with `pairsift select STRATEGY --name NAME`)")
     for r in rows:
         state = "labelled" if r["labelled"] else "unlabelled"
-        click.echo(f"{r['name']:<24} {r['strategy']:<12} {r['counts']['selected']:>10,} pairs  {state:<10} "
+        click.echo(f"{r['name']:<24} {r['strategy']:<12} {plural(r['counts']['selected'], 'pair'):>16}  {state:<10} "
                    f"seed {r['seed']}  {r['created_at']:%Y-%m-%d %H:%M}")
 
 
@@ -95,9 +148,16 @@ def subsets(store, as_json):
               help="Output: FILE.jsonl, FILE.parquet, or a folder (HF save_to_disk).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default=None,
               help="Force the format instead of guessing from --out.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def export(store, name, out, fmt, as_json):
-    """Export subset NAME: prompt/chosen/rejected (TRL) when labelled, else response_a/response_b."""
+@json_option("the report")
+def export(store: Store, name: str, out: str, fmt: str | None, as_json: bool) -> None:
+    """Export subset NAME: prompt/chosen/rejected (TRL) when labelled, else response_a/response_b.
+
+    Example:
+
+    \b
+      pairsift export hh-easy --out hh-easy.jsonl
+      pairsift export unlabelled --out to-annotate.parquet
+    """
     from ..select.export import export as run
 
     report = run(store, name, out, format=fmt)
@@ -106,4 +166,4 @@ def export(store, name, out, fmt, as_json):
         return
     kind = "prompt/chosen/rejected" if report.labelled else "response_a/response_b for annotation"
     conv = ", conversational" if report.conversational else ""
-    click.echo(f"{report.rows:,} pairs of '{name}' -> {report.path} ({report.format}, {kind}{conv})")
+    click.echo(f"{plural(report.rows, 'pair')} of '{name}' -> {report.path} ({report.format}, {kind}{conv})")

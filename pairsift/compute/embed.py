@@ -1,4 +1,4 @@
-"""Response and prompt embeddings (METHODS.md §1 REAL, §4 RPO).
+"""Response and prompt embeddings (docs/METHODS.md §1 REAL, §4 RPO).
 
 An embedding is the masked mean of the model's last hidden state over the text's tokens
 (padding excluded), pooled and L2-normalised in fp32 whatever the forward dtype. Responses are
@@ -18,42 +18,64 @@ Policies, recorded in each set's provenance and counted in the run report:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from ..errors import UsageError
 from ..store.schema import embeddings_schema
 from . import sets
+from .config import DEFAULTS, EMBED_MAX_LENGTH
 from .engine import ChunkWriter, Engine, background
-from .models import MINILM, Loaded, default_set_name, load
+from .models import MINILM, Loaded, ModelFiles, default_set_name, inspect_model, known_provenance, load, max_length_for
+from .report import ComputeReport
 from .tokenize import tokenize
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ..store import Store
 
 POOLINGS = ("mean", "cls", "last")
 
 
+@dataclass
+class EmbedReport(ComputeReport):
+    """What `embed` did: rows written to ``embeddings_<name>``, blank and truncated texts."""
+
+    target: str = "responses"
+    blank: int = 0
+
+    _COUNTS: ClassVar[dict[str, str]] = {"blank": "blank", "truncated": "truncated"}
+
+
 def embed(
-    store,
+    store: Store,
     model: str | Loaded | None = None,
     target: str = "responses",
     name: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
+    device: str | None = DEFAULTS.device,
+    dtype: str | None = DEFAULTS.dtype,
     max_length: int | None = None,
-    batch_tokens: int | None = None,
+    batch_tokens: int | None = DEFAULTS.batch_tokens,
     pooling: str | None = None,
     append_eos: bool = False,
-    chunk_rows: int = 4096,
-    window_rows: int = 65_536,
+    chunk_rows: int = DEFAULTS.chunk_rows,
+    window_rows: int = DEFAULTS.window_rows,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
+) -> EmbedReport:
     """Embed every response (or prompt) not yet in ``embeddings_<name>``; return a run report.
 
     `progress(rows_done, rows_total)` is called after each batch. Killed at any point, a re-run
     with the same arguments finishes the rest: rows are committed in chunks of `chunk_rows` and
-    ids already in the table are skipped.
+    ids already in the table are skipped. A re-run with nothing left to do checks the model's
+    files against the set's provenance and returns without loading the weights.
+
+    `max_length` defaults to the model's own (sentence-transformers' ``max_seq_length``, else its
+    context, at most 2048); a value above the model's context is refused.
     """
     if target not in ("responses", "prompts"):
         raise UsageError(f"--target {target!r}: use 'responses' or 'prompts'")
@@ -61,6 +83,8 @@ def embed(
         if target == "responses":
             raise UsageError("--model is required for response embeddings (e.g. microsoft/phi-1_5)")
         model = MINILM
+    if pooling is not None and pooling not in POOLINGS:
+        raise UsageError(f"--pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
     model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
     if name is None:
         base = default_set_name(model_name)
@@ -70,13 +94,31 @@ def embed(
     started = time.perf_counter()
 
     store.table(target)  # fail before loading the model: "run `pairsift ingest` first"
-    loaded = model if isinstance(model, Loaded) else load(model, "embed", device, dtype)
+    key = "response_id" if target == "responses" else "prompt_id"
+    files = None if isinstance(model, Loaded) else inspect_model(model)
+    if files is not None:
+        max_length = max_length_for(max_length, files.context_length, files.native_max_length or EMBED_MAX_LENGTH)
+
+    todo = None
+    if store.has_table(table_name):
+        todo = sets.Pending(store, target, [key, "text"], key, table_name, "id", window_rows)
+        if todo.total == 0:
+            expected = _expected(model, files, target, device, dtype, max_length, pooling, append_eos)
+            stored = sets.check_unchanged(store, table_name, expected)
+            return EmbedReport(
+                table=table_name, target=target, model=stored.get("model"), rows_total=todo.already,
+                already_done=todo.already, seconds=round(time.perf_counter() - started, 3), model_loaded=False,
+                provenance=stored,
+            )
+
+    loaded = model if isinstance(model, Loaded) else load(model, "embed", device, dtype, files=files)
     net, tok = loaded.model, loaded.tokenizer
     device = str(next(net.parameters()).device)
     pooling = pooling or loaded.st_pooling or "mean"
     if pooling not in POOLINGS:
         raise UsageError(f"--pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
-    max_length = max_length or _default_max_length(loaded)
+    if files is None:
+        max_length = max_length_for(max_length, loaded.context_length, loaded.native_max_length or EMBED_MAX_LENGTH)
     if append_eos and tok.eos_token_id is None:
         raise UsageError("--append-eos: the tokenizer has no EOS token")
     dim = int(net.config.hidden_size)
@@ -98,24 +140,16 @@ def embed(
     schema = embeddings_schema(dim, prov)
     table = sets.open_set(store, table_name, schema)
 
-    key = "response_id" if target == "responses" else "prompt_id"
-    todo = sets.Pending(store, target, [key, "text"], key, table_name, "id", window_rows)
+    if todo is None:
+        todo = sets.Pending(store, target, [key, "text"], key, table_name, "id", window_rows)
     total = todo.total
-    report = {
-        "table": table_name,
-        "target": target,
-        "model": prov.get("model"),
-        "rows_total": total + todo.already,
-        "already_done": todo.already,
-        "written": 0,
-        "blank": 0,
-        "truncated": 0,
-        "tokens": 0,
-        "provenance": prov,
-    }
+    report = EmbedReport(
+        table=table_name, target=target, model=prov.get("model"), rows_total=total + todo.already,
+        already_done=todo.already, provenance=prov,
+    )
     done = 0
 
-    def windows():
+    def windows() -> Iterator[tuple[Any, np.ndarray, np.ndarray, Any, np.ndarray]]:
         for w in todo:
             ids = w.get_column(key)
             texts = w.get_column("text")
@@ -133,9 +167,9 @@ def embed(
                 b = np.flatnonzero(blank)
                 writer.add(_rows(schema, ids.gather(b), np.zeros((len(b), dim), np.float32), np.zeros(len(b), np.int32),
                                  np.zeros(len(b), bool), null=np.ones(len(b), bool)))
-                report["blank"] += len(b)
+                report.blank += len(b)
                 done += len(b)
-            report["truncated"] += int(truncated.sum())
+            report.truncated += int(truncated.sum())
             lengths = seqs.lengths
             for idx, out in engine.run(forward, seqs):
                 writer.add(_rows(schema, ids.gather(keep[idx]), out["vector"], lengths[idx].astype(np.int32),
@@ -143,22 +177,33 @@ def embed(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-    report["written"] = writer.committed
-    report["tokens"] = engine.tokens
-    report["padded_tokens"] = engine.padded_tokens
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    report.finish(writer.committed, engine, started)
     return report
 
 
-def _default_max_length(loaded: Loaded) -> int:
-    if loaded.native_max_length:
-        return int(loaded.native_max_length)
-    cfg = loaded.model.config
-    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
-    return int(min(limit, 2048))
+def _expected(
+    model: str | Loaded,
+    files: ModelFiles | None,
+    target: str,
+    device: str | None,
+    dtype: str | None,
+    max_length: int | None,
+    pooling: str | None,
+    append_eos: bool,
+) -> dict[str, Any]:
+    """The provenance keys a run would record that are known without loading the weights."""
+    out = known_provenance(model, files, device, dtype)
+    if files and files.config:  # a hub id not downloaded yet has no config to read a default from
+        out["pooling"] = pooling or files.st_pooling or "mean"
+    if pooling:
+        out["pooling"] = pooling
+    if max_length is not None:
+        out["max_length"] = int(max_length)
+    out.update({"kind": "embedding", "target": target, "eos_appended": bool(append_eos)})
+    return out
 
 
-def pool_forward(net, pooling: str = "mean"):
+def pool_forward(net: Any, pooling: str = "mean") -> Callable[[dict], dict]:
     """The engine forward: last hidden state -> pooled, L2-normalised fp32 vectors."""
     import torch
     import torch.nn.functional as F
@@ -182,7 +227,8 @@ def pool_forward(net, pooling: str = "mean"):
     return forward
 
 
-def _rows(schema: pa.Schema, ids, vecs: np.ndarray, n_tokens: np.ndarray, truncated: np.ndarray, null=None) -> pa.Table:
+def _rows(schema: pa.Schema, ids: pl.Series, vecs: np.ndarray, n_tokens: np.ndarray, truncated: np.ndarray,
+          null: np.ndarray | None = None) -> pa.Table:
     dim = schema.field("vector").type.list_size
     return pa.table(
         {
@@ -193,11 +239,3 @@ def _rows(schema: pa.Schema, ids, vecs: np.ndarray, n_tokens: np.ndarray, trunca
         },
         schema=schema,
     )
-
-
-def read_embeddings(store, name: str, ids: list[str] | None = None) -> pl.DataFrame:
-    """The vectors of set `name` as a Polars frame (id, vector), optionally for some ids."""
-    lf = store.scan(f"embeddings_{name}").select("id", "vector")
-    if ids is not None:
-        lf = lf.filter(pl.col("id").is_in(ids))
-    return lf.collect()

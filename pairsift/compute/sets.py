@@ -28,22 +28,33 @@ def check_name(name: str, option: str = "--name") -> str:
     return name
 
 
+def check_provenance(table: str, old: dict, new: dict, option: str = "--name", keys=None) -> None:
+    """Refuse `new` where it differs from the set's stored provenance `old` (on `keys`, default all)."""
+    ignore = set(INFORMATIONAL)
+    if old.get("fingerprint") and old.get("fingerprint") == new.get("fingerprint"):
+        ignore.add("model")  # the same files named another way (relative path, symlink, hub id)
+    keys = set(old) | set(new) if keys is None else set(keys)
+    diff = sorted(k for k in keys if k not in ignore and old.get(k) != new.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise UsageError(
+            f"table '{table}' was computed with a different setup ({shown}); values are never "
+            f"mixed in one set: pass a new {option}, or drop the table to recompute it"
+        )
+
+
+def check_unchanged(store, table: str, expected: dict, option: str = "--name") -> dict:
+    """The set's stored provenance, after checking the keys of `expected` (known before a model load)."""
+    old = read_provenance(store.db.open_table(table).schema) or {}
+    check_provenance(table, old, expected, option, keys=expected)
+    return old
+
+
 def open_set(store, table: str, schema: pa.Schema, option: str = "--name"):
     """Create the set's table, or open it after checking that its provenance matches."""
     if store.has_table(table):
         existing = store.db.open_table(table)
-        old = read_provenance(existing.schema) or {}
-        new = read_provenance(schema) or {}
-        ignore = set(INFORMATIONAL)
-        if old.get("fingerprint") and old.get("fingerprint") == new.get("fingerprint"):
-            ignore.add("model")  # the same files named another way (relative path, symlink, hub id)
-        diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
-        if diff:
-            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
-            raise UsageError(
-                f"table '{table}' was computed with a different setup ({shown}); values are never "
-                f"mixed in one set: pass a new {option}, or drop the table to recompute it"
-            )
+        check_provenance(table, read_provenance(existing.schema) or {}, read_provenance(schema) or {}, option)
         if existing.schema.remove_metadata() != schema.remove_metadata():
             raise UsageError(f"table '{table}' has another column layout; pass a new {option}")
         return existing

@@ -1,4 +1,4 @@
-"""DCRM (METHODS.md §2): one formula for stored columns and for every strategy.
+"""DCRM (docs/METHODS.md §2): one formula for stored columns and for every strategy.
 
     DCRM = (sigma(r_delta) - 0.5) / (e_delta + p_delta + 1)
 

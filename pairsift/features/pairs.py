@@ -31,7 +31,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..errors import SchemaError, TableNotFound, UsageError
+from ..errors import IntegrityError, TableNotFound, UsageError
+from ..report import plural
 from ..store import Store
 from ..store.schema import PAIR_FEATURES as TABLE
 from ..store.schema import FeatureSets, features_meta, meta_sets, pair_features_schema
@@ -62,15 +63,15 @@ class PairsReport:
     def summary(self) -> str:
         sets = ", ".join(f"{k}: {', '.join(v) or '-'}" for k, v in self.feature_sets.items())
         lines = [
-            f"pair_features ({self.mode} pairs): {self.pairs_added:,} pairs added for "
-            f"{self.prompts_added:,} new prompts in {self.seconds:.1f} s; "
-            f"{self.prompts_present:,} prompts already present; {self.pairs_total:,} pairs in total",
+            f"pair_features ({self.mode} pairs): {plural(self.pairs_added, 'pair')} added for "
+            f"{plural(self.prompts_added, 'new prompt')} in {self.seconds:.1f} s; "
+            f"{plural(self.prompts_present, 'prompt')} already present; {plural(self.pairs_total, 'pair')} in total",
             f"feature sets: {sets}",
         ]
         if self.columns_added:
             lines.append(f"added to existing rows: {', '.join(self.columns_added)}")
         if self.prompts_single:
-            lines.append(f"{self.prompts_single:,} new prompts have fewer than two responses (no pair)")
+            lines.append(f"{plural(self.prompts_single, 'new prompt')} with fewer than two responses (no pair)")
         if self.labels:
             lines.append("orientation of added pairs: " + ", ".join(f"{k} {v:,}" for k, v in self.labels.items()))
         return "\n".join(lines)
@@ -215,7 +216,7 @@ def build_pairs(
         old_sets = meta_sets(old_meta)
         for t in old_sets.tables():
             if not store.has_table(t):
-                raise SchemaError(
+                raise IntegrityError(
                     f"table '{TABLE}' has features from '{t}', which is gone: pass --rebuild to recompute without it"
                 )
     sets = old_sets.union(requested)

@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import StoreError, TableNotFound, UsageError
+from ..errors import StoreError, SubsetNotFound, TableNotFound, UsageError
+from ..report import plural
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
 from ..store.sql import equals
 from ..store.subsets import read_manifests
@@ -62,9 +63,9 @@ class SubsetResult:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(c["excluded"].items()) if v) or "none"
         state = "labelled" if self.labelled else "UNLABELLED (export it for annotation)"
         return (
-            f"subset '{self.name}' ({self.strategy}): {c['selected']:,} pairs from {c['prompts_selected']:,} "
-            f"prompts, {state}\n  read {c['rows_read']:,} pairs of {c['prompts_read']:,} prompts; "
-            f"excluded: {reasons}"
+            f"subset '{self.name}' ({self.strategy}): {plural(c['selected'], 'pair')} from "
+            f"{plural(c['prompts_selected'], 'prompt')}, {state}\n  read {plural(c['rows_read'], 'pair')} of "
+            f"{plural(c['prompts_read'], 'prompt')}; excluded: {reasons}"
         )
 
 
@@ -182,7 +183,7 @@ def delete_subset(store, name: str) -> None:
     """Remove a subset's members, manifest and tags (the tagged versions become collectable)."""
     manifest = _manifest_rows(store, name)
     if not manifest:
-        raise UsageError(f"no subset named '{name}' (see `pairsift subsets`)")
+        raise SubsetNotFound(f"no subset named '{name}' (see `pairsift subsets`)")
     if store.has_table("subset_members"):
         store.table("subset_members").delete(equals("subset", name))
     store.table("subsets").delete(equals("name", name))
@@ -209,7 +210,7 @@ def load_subset(store, name: str) -> tuple[dict, pa.Table]:
     rows = _manifest_rows(store, name)
     if not rows:
         known = ", ".join(r["name"] for r in _manifest_rows(store)) or "none"
-        raise UsageError(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
+        raise SubsetNotFound(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
     members = store.dataset("subset_members").to_table(filter=equals("subset", name))
     order = pc.sort_indices(members, [("rank", "ascending")])
     return rows[-1], members.take(order)

@@ -14,7 +14,7 @@ from hashlib import blake2b
 import numpy as np
 import pyarrow as pa
 
-from ..errors import SchemaError
+from ..errors import IntegrityError
 
 _SEP = "\x1f"  # unit separator between parts
 
@@ -88,7 +88,7 @@ def _parse_hex16(head: np.ndarray) -> np.ndarray:
     """[n, 16] ASCII hex digits -> n big-endian uint64."""
     digits = _HEX[head]
     if len(digits) and digits.max() > 15:
-        raise SchemaError("ids must be 32 lowercase hex characters (pairsift content ids)")
+        raise IntegrityError("ids must be 32 lowercase hex characters (pairsift content ids)")
     packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 8] bytes, big-endian
     return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
 
@@ -107,7 +107,7 @@ def _id_bytes(arr: pa.Array) -> np.ndarray:
     offsets = np.frombuffer(arr.buffers()[1], dtype=off_t)[arr.offset : arr.offset + n + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
     if arr.null_count or not (offsets[-1] - offsets[0] == 32 * n and np.all(np.diff(offsets) == 32)):
-        raise SchemaError("ids must be 32 lowercase hex characters (pairsift content ids)")
+        raise IntegrityError("ids must be 32 lowercase hex characters (pairsift content ids)")
     return data[offsets[0] : offsets[0] + 32 * n].reshape(n, 32)
 
 

@@ -256,7 +256,7 @@ class FeatureSets:
         return [("score", "score_margin")] + [(rm, f"dreward_{rm}") for rm in self.rewards if rm != "score"]
 
     def derived(self) -> dict[str, tuple[str, str | None, str | None]]:
-        """Stored DCRM columns (METHODS.md §2) -> (margin column, logprobs set, ablation).
+        """Stored DCRM columns (docs/METHODS.md §2) -> (margin column, logprobs set, ablation).
 
         ``dcrm_<r>_<lp>`` full formula; ``dcrm_noedit_<r>_<lp>``, ``dcrm_nologp_<r>_<lp>`` ablations;
         ``dcrm_margin_<r>`` margin only. <r> is "score" (dataset score) or a reward set. Values are for

@@ -1,8 +1,12 @@
-"""Typed training config with validation, and YAML recipes.
+"""Typed configs of `train`, `eval` and `stability`, with validation, and YAML recipes.
 
 A recipe is a YAML mapping of :class:`TrainConfig` field names (``-`` or ``_``); command-line
 options override it. Bad values and combinations fail before any model is loaded, naming the
 option to fix. Unknown keys are errors, not silently ignored.
+
+Every default and help text is written once, in the fields here: the library functions take
+their defaults from these classes and the CLI renders its options from the same fields. The
+module stays light (no torch, no trl) because the CLI imports it to build `--help`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from ..compute.device import DEVICE_HELP, check_device
 from ..errors import UsageError
@@ -71,7 +76,7 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "config") -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         known = set(cls.fields())
         clean = {}
         for key, value in (data or {}).items():
@@ -82,7 +87,7 @@ class TrainConfig:
         return cls(**clean)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Load a recipe, then apply `overrides` whose value is not None (CLI options)."""
         import yaml
 
@@ -98,7 +103,7 @@ class TrainConfig:
         config = cls.from_dict(data, source=str(path))
         return config.merged(**overrides)
 
-    def merged(self, **overrides) -> TrainConfig:
+    def merged(self, **overrides: Any) -> TrainConfig:
         """A copy with every override that is not None applied."""
         known = set(self.fields())
         for key in overrides:
@@ -111,7 +116,7 @@ class TrainConfig:
             values["max_steps"] = None
         return dataclasses.replace(self, **values)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     # ---- validation ---------------------------------------------------------------------------
@@ -119,7 +124,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every value and combination; raise UsageError naming the option. Returns self."""
 
-        def bad(name: str, why: str):
+        def bad(name: str, why: str) -> NoReturn:
             raise UsageError(f"{_opt(name)}: {why}")
 
         if not self.subset:
@@ -177,6 +182,34 @@ class TrainConfig:
     @property
     def uses_embeddings(self) -> bool:
         return self.loss in EMBEDDING_LOSSES
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of `pairsift eval` (field name = option name)."""
+
+    beta: float = field(default=0.1, metadata={"help": "beta of the DPO loss and of the margin with beta."})
+    batch_size: int = field(default=8, metadata={"help": "Pairs per forward batch."})
+    max_length: int = field(default=1024, metadata={"help": "Prompt+completion token limit (keep_start), as training."})
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
+
+
+@dataclass(frozen=True)
+class StabilityConfig:
+    """Options of `pairsift stability` (field name = option name)."""
+
+    max_length: int = field(default=512, metadata={"help": "Max tokens per response (longer ones keep their start)."})
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
+    dtype: str | None = field(
+        default=None, metadata={"help": "Forward dtype (default: bfloat16 on GPU, float32 on CPU; pooling is fp32)."}
+    )
+    batch_tokens: int | None = field(
+        default=None, metadata={"help": "Token budget per batch, rows x padded length (default: the engine's)."}
+    )
+
+
+EVAL_DEFAULTS = EvalConfig()
+STABILITY_DEFAULTS = StabilityConfig()
 
 
 def shipped_recipes() -> list[Path]:

@@ -1,4 +1,4 @@
-"""`pairsift eval`: what the papers measure, on a held-out subset (METHODS.md §1 evaluation).
+"""`pairsift eval`: what the papers measure, on a held-out subset (docs/METHODS.md §1 evaluation).
 
 For each labelled pair, with ``D = logp_theta(y|x) - logp_ref(y|x)`` summed over TRL's
 completion tokens (same tokenisation, EOS and truncation as training):
@@ -10,24 +10,60 @@ completion tokens (same tokenisation, EOS and truncation as training):
 
 Given several checkpoints (or a run directory with ``checkpoint-N`` folders) it evaluates each
 one against the same reference log-probs: that list is the real training curve.
+
+TRL's trainer wants an output directory even though nothing is saved: each evaluation gets a
+private temporary one, removed afterwards, so two evaluations never share or leave files.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
+from ..report import Report, plural
 from ..store import Store
+from .config import EVAL_DEFAULTS
 from .run import MANIFEST, load_model, load_tokenizer, precision
 from .stream import subset_table
 
 
-def preference_metrics(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float) -> dict:
+@dataclass
+class EvalReport(Report):
+    """One row of metrics per evaluated model (in order: the training curve)."""
+
+    subset: str
+    ref_model: str
+    beta: float
+    n_pairs_in_subset: int
+    results: list[dict[str, Any]] = field(default_factory=list)
+    margins: str = "reward_margin_beta includes beta; reward_margin_no_beta does not"
+
+    def summary(self) -> str:
+        lines = [
+            f"subset {self.subset} ({plural(self.n_pairs_in_subset, 'pair')}), reference {self.ref_model}, "
+            f"beta {self.beta} (margin_beta includes beta, margin_raw does not)",
+            f"{'step':>6} {'loss':>8} {'margin_beta':>12} {'margin_raw':>11} {'accuracy':>9} {'pairs':>6}  model",
+        ]
+        for r in self.results:
+            step = "-" if r["step"] is None else r["step"]
+            lines.append(
+                f"{step:>6} {r['loss']:>8.4f} {r['reward_margin_beta']:>12.4f} {r['reward_margin_no_beta']:>11.4f} "
+                f"{r['reward_accuracy']:>9.3f} {r['n_pairs']:>6}  {r['model']}"
+            )
+        return "\n".join(lines)
+
+
+def preference_metrics(
+    policy_chosen: Any, policy_rejected: Any, ref_chosen: Any, ref_rejected: Any, beta: float
+) -> dict[str, Any]:
     """Pairwise metrics from summed log-probs (arrays of equal length), in float64."""
     pc, pr, rc, rr = (np.asarray(x, dtype=np.float64) for x in (policy_chosen, policy_rejected, ref_chosen, ref_rejected))
     margin = (pc - rc) - (pr - rr)
@@ -77,14 +113,15 @@ def _final_step(path: Path) -> int | None:
 class _Scorer:
     """Tokenises and collates a held-out subset once with TRL's DPOTrainer, then scores models on it."""
 
-    def __init__(self, rows: list[dict], first_model, ref_model, tokenizer, beta, batch_size, max_length, device):
+    def __init__(self, rows: list[dict], first_model: Any, ref_model: Any, tokenizer: Any, beta: float,
+                 batch_size: int, max_length: int, device: str, scratch: str) -> None:
         import datasets
         from trl import DPOConfig, DPOTrainer
 
         use_cpu, bf16 = precision(device)
         ds = datasets.Dataset.from_list(rows)
         args = DPOConfig(
-            output_dir="/tmp/pairsift-eval", per_device_eval_batch_size=batch_size, per_device_train_batch_size=batch_size,
+            output_dir=scratch, per_device_eval_batch_size=batch_size, per_device_train_batch_size=batch_size,
             max_length=max_length, beta=beta, report_to="none", use_cpu=use_cpu, bf16=bf16,
             save_strategy="no", dataloader_num_workers=0, activation_checkpointing=False, disable_tqdm=True,
         )
@@ -93,7 +130,7 @@ class _Scorer:
         self.batches = [self.trainer._prepare_inputs(b) for b in self.trainer.get_eval_dataloader()]
         self._ref = None
 
-    def logps(self, model) -> tuple[np.ndarray, np.ndarray]:
+    def logps(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         chosen, rejected = [], []
@@ -105,12 +142,12 @@ class _Scorer:
                 rejected.append(r.float().cpu().numpy())
         return np.concatenate(chosen), np.concatenate(rejected)
 
-    def reference(self):
+    def reference(self) -> tuple[np.ndarray, np.ndarray]:
         if self._ref is None:
             self._ref = self.logps(self.trainer.ref_model)
         return self._ref
 
-    def prepare(self, model):
+    def prepare(self, model: Any) -> Any:
         """A freshly loaded checkpoint gets TRL's fused LM head and the trainer's device."""
         from trl.trainer.utils import add_fused_lm_head
 
@@ -121,20 +158,21 @@ class _Scorer:
 def evaluate(
     store: Store,
     subset: str,
-    models: list,
-    ref_model,
+    models: list[Any],
+    ref_model: Any,
     *,
-    beta: float = 0.1,
-    batch_size: int = 8,
-    max_length: int = 1024,
-    device: str = "auto",
-    tokenizer=None,
-    progress: Callable[[str], None] | None = None,
-) -> dict:
+    beta: float = EVAL_DEFAULTS.beta,
+    batch_size: int = EVAL_DEFAULTS.batch_size,
+    max_length: int = EVAL_DEFAULTS.max_length,
+    device: str = EVAL_DEFAULTS.device,
+    tokenizer: Any = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> EvalReport:
     """Evaluate one or more checkpoints on a held-out subset; ``results`` is the training curve.
 
     `models` are paths (a run directory expands to its checkpoints) or model objects; `ref_model`
     a path or object. The tokenizer is the reference model's unless given.
+    `progress(done, total, model)` is called before each model is evaluated.
     """
     if not beta > 0:
         raise UsageError(f"--beta: must be > 0, got {beta}")
@@ -146,39 +184,41 @@ def evaluate(
             entries.extend((path, path, step) for path, step in expand_checkpoints([str(m)]))
         else:
             entries.append((m, type(m).__name__, None))
-    if tokenizer is None:
-        if not isinstance(ref_model, (str, Path)):
-            raise UsageError("pass tokenizer= when the reference model is an object")
-        tokenizer = load_tokenizer(str(ref_model))
-    ref = load_model(str(ref_model)) if isinstance(ref_model, (str, Path)) else ref_model
-    ref.eval()
-
+    if tokenizer is None and not isinstance(ref_model, (str, Path)):
+        raise UsageError("pass tokenizer= when the reference model is an object")
+    # The subset first: a wrong name fails before any model is loaded.
     table = subset_table(store, subset)
     rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in zip(
         table.column("prompt").to_pylist(), table.column("chosen").to_pylist(), table.column("rejected").to_pylist()
     )]
     if not rows:
         raise UsageError(f"subset '{subset}' is empty")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(str(ref_model))
+    ref = load_model(str(ref_model)) if isinstance(ref_model, (str, Path)) else ref_model
+    ref.eval()
 
-    def load(obj):
+    def load(obj: Any) -> Any:
         return load_model(obj) if isinstance(obj, str) else obj
 
-    first = load(entries[0][0])
-    scorer = _Scorer(rows, first, ref, tokenizer, beta, batch_size, max_length, device)
-    rc, rr = scorer.reference()
     results = []
-    for i, (obj, label, step) in enumerate(entries):
+    with tempfile.TemporaryDirectory(prefix="pairsift-eval-") as scratch:
+        first = load(entries[0][0])
+        scorer = _Scorer(rows, first, ref, tokenizer, beta, batch_size, max_length, device, scratch)
+        rc, rr = scorer.reference()
+        for i, (obj, label, step) in enumerate(entries):
+            if progress:
+                progress(i, len(entries), label)
+            model = scorer.trainer.model if i == 0 else scorer.prepare(load(obj))
+            pc, pr = scorer.logps(model)
+            metrics = preference_metrics(pc, pr, rc, rr, beta)
+            results.append({"model": label, "step": step, **metrics})
         if progress:
-            progress(label)
-        model = scorer.trainer.model if i == 0 else scorer.prepare(load(obj))
-        pc, pr = scorer.logps(model)
-        metrics = preference_metrics(pc, pr, rc, rr, beta)
-        results.append({"model": label, "step": step, **metrics})
-    return {
-        "subset": subset,
-        "ref_model": str(ref_model) if isinstance(ref_model, (str, Path)) else type(ref_model).__name__,
-        "beta": beta,
-        "n_pairs_in_subset": len(rows),
-        "margins": "reward_margin_beta includes beta; reward_margin_no_beta does not",
-        "results": results,
-    }
+            progress(len(entries), len(entries), "done")
+    return EvalReport(
+        subset=subset,
+        ref_model=str(ref_model) if isinstance(ref_model, (str, Path)) else type(ref_model).__name__,
+        beta=beta,
+        n_pairs_in_subset=len(rows),
+        results=results,
+    )

@@ -1,4 +1,4 @@
-"""Relative preference optimisation (RPO, arXiv 2402.10958), METHODS.md §4.
+"""Relative preference optimisation (RPO, arXiv 2402.10958), docs/METHODS.md §4.
 
 Inputs are per-item log-ratios ``D = logp_theta(y|x) - logp_ref(y|x)`` (summed over response
 tokens, no beta). Every chosen item i is contrasted with every rejected item j:

@@ -1,7 +1,7 @@
 """`pairsift train`: align a model on a saved subset, streamed from the store into TRL.
 
 sigmoid (DPO), ipo and hinge (SLiC) are TRL's own DPOTrainer losses. The three relative
-preference optimisation variants (METHODS.md §4) are :class:`RPOTrainer`, a small DPOTrainer
+preference optimisation variants (docs/METHODS.md §4) are :class:`RPOTrainer`, a small DPOTrainer
 subclass that reads stored prompt embeddings from the stream (never re-encodes them).
 
 A reference model is always passed explicitly (``--ref-model``, else a second load of the policy
@@ -17,11 +17,14 @@ from __future__ import annotations
 import copy
 import json
 import os
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..compute.device import resolve_device
 from ..errors import UsageError
+from ..report import Report, plural
 from ..store import Store
 from .config import TRL_LOSSES, TrainConfig
 from .stream import (
@@ -33,6 +36,34 @@ from .stream import (
 )
 
 MANIFEST = "pairsift_manifest.json"
+
+
+@dataclass
+class TrainReport(Report):
+    """What a training run did; ``to_dict()`` is the manifest saved as ``pairsift_manifest.json``."""
+
+    output: str
+    subset: dict[str, Any]
+    n_pairs: int
+    max_steps: int
+    kind: str = "pairsift.train"
+    created_at: str = ""
+    store: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1
+    device: str = "cpu"
+    bf16: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        losses = [h["loss"] for h in self.log_history if "loss" in h]
+        last = f", last logged loss {losses[-1]:.4f}" if losses else ""
+        return (f"trained on subset '{self.subset.get('name')}' ({plural(self.n_pairs, 'pair')}, "
+                f"{plural(self.max_steps, 'step')}{last}); model and manifest in {self.output}")
 
 
 # ---- models and devices -------------------------------------------------------------------------
@@ -55,7 +86,7 @@ def precision(device: str = "auto", bf16: bool | None = None) -> tuple[bool, boo
     return False, torch.cuda.is_bf16_supported() if bf16 is None else bool(bf16)
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
@@ -64,7 +95,7 @@ def load_tokenizer(path: str):
     return tok
 
 
-def load_model(path: str):
+def load_model(path: str) -> Any:
     """A causal LM in fp32 (mixed precision is the trainer's job)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -75,7 +106,7 @@ def load_model(path: str):
         raise UsageError(f"cannot load model '{path}': {e}") from e
 
 
-def reference_for(policy, policy_path: str | None, ref_path: str | None):
+def reference_for(policy: Any, policy_path: str | None, ref_path: str | None) -> Any:
     """The frozen reference: --ref-model, else the policy reloaded from its path, else a deep copy."""
     if ref_path:
         ref = load_model(ref_path)
@@ -92,7 +123,7 @@ def reference_for(policy, policy_path: str | None, ref_path: str | None):
 # ---- RPO as a DPOTrainer subclass -----------------------------------------------------------------
 
 
-def _rpo_classes():
+def _rpo_classes() -> tuple[type, type]:
     """Build the collator and trainer classes on first use (keeps trl out of `import pairsift`)."""
     import torch
     from trl import DPOTrainer
@@ -103,7 +134,7 @@ def _rpo_classes():
     class RPOCollator(DataCollatorForPreference):
         """TRL's preference collator plus the rows' stored prompt embeddings as a [B, D] fp32 tensor."""
 
-        def torch_call(self, examples):
+        def torch_call(self, examples: list[dict]) -> dict:
             out = super().torch_call(examples)
             if "prompt_emb" in examples[0]:
                 out["prompt_emb"] = torch.tensor([ex["prompt_emb"] for ex in examples], dtype=torch.float32)
@@ -117,7 +148,8 @@ def _rpo_classes():
         rejected item share a prompt; each item is weighted by its own prompt's embedding.
         """
 
-        def __init__(self, *args, rpo_variant: str = "rpo", tau: float = 0.5, diagonal_weight: float = 0.8, **kw):
+        def __init__(self, *args: Any, rpo_variant: str = "rpo", tau: float = 0.5, diagonal_weight: float = 0.8,
+                     **kw: Any) -> None:
             if rpo_variant not in ("rpo", "rpo-unpaired", "rpo-diagonal"):
                 raise UsageError(f"--loss: '{rpo_variant}' is not an RPO variant")
             self.rpo_variant = rpo_variant
@@ -130,7 +162,7 @@ def _rpo_classes():
             if "prompt_emb" not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, "prompt_emb"]
 
-        def _sequence_logps(self, model, batch):
+        def _sequence_logps(self, model: Any, batch: dict) -> torch.Tensor:
             """Summed completion-token log-probs of each row, in fp32 (TRL's fused LM head)."""
             labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
             out = model(
@@ -143,7 +175,8 @@ def _rpo_classes():
             seq_len = batch["completion_mask"].shape[1] - 1
             return out.log_probs[:, -seq_len:].float().sum(dim=1)
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
             mode = "train" if self.model.training else "eval"
             emb = inputs.pop("prompt_emb", None)  # never forwarded to the model
             keys = ("input_ids", "attention_mask", "completion_mask")
@@ -197,10 +230,6 @@ def _rpo_classes():
     return RPOCollator, RPOTrainer
 
 
-def rpo_trainer_class():
-    return _rpo_classes()[1]
-
-
 # ---- the run ------------------------------------------------------------------------------------------
 
 
@@ -208,13 +237,13 @@ def build_trainer(
     store: Store,
     config: TrainConfig,
     *,
-    model=None,
-    ref_model=None,
-    tokenizer=None,
-    train_dataset=None,
-    callbacks=None,
+    model: Any = None,
+    ref_model: Any = None,
+    tokenizer: Any = None,
+    train_dataset: Any = None,
+    callbacks: list | None = None,
     world_size: int | None = None,
-):
+) -> tuple[Any, dict[str, Any]]:
     """A ready DPOTrainer / RPOTrainer and what the manifest needs. `model`/`ref_model`/`tokenizer`
     may be given as objects (tests, notebooks); otherwise they are loaded from config paths.
     `train_dataset` replaces the subset stream (benchmarks compare against a map-style Dataset)."""
@@ -293,8 +322,16 @@ def build_trainer(
     return trainer, meta
 
 
-def train(store: Store, config: TrainConfig, *, model=None, ref_model=None, tokenizer=None, callbacks=None) -> dict:
-    """Train on a subset; save the model, tokenizer and manifest to the output dir. Returns the manifest."""
+def train(
+    store: Store,
+    config: TrainConfig,
+    *,
+    model: Any = None,
+    ref_model: Any = None,
+    tokenizer: Any = None,
+    callbacks: list | None = None,
+) -> TrainReport:
+    """Train on a subset; save the model, tokenizer and manifest to the output dir; report the run."""
     trainer, meta = build_trainer(
         store, config, model=model, ref_model=ref_model, tokenizer=tokenizer, callbacks=callbacks
     )
@@ -305,10 +342,10 @@ def train(store: Store, config: TrainConfig, *, model=None, ref_model=None, toke
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(str(out))
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    return manifest
+    return TrainReport(**manifest)
 
 
-def run_manifest(store: Store, config: TrainConfig, meta: dict, trainer, result) -> dict:
+def run_manifest(store: Store, config: TrainConfig, meta: dict[str, Any], trainer: Any, result: Any) -> dict[str, Any]:
     import datasets
     import torch
     import transformers

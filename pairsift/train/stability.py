@@ -1,4 +1,4 @@
-"""`pairsift stability`: REAL's embedding-stability check across checkpoints (METHODS.md §1).
+"""`pairsift stability`: REAL's embedding-stability check across checkpoints (docs/METHODS.md §1).
 
 For every pair of a subset, the cosine between its two responses' embeddings under each
 checkpoint: the response text ALONE, last hidden state, masked mean pooling, fp32, L2-normalised
@@ -8,21 +8,57 @@ paper's claim that makes off-policy selection valid) the distribution does not m
 
 Blank responses are not embeddable (as in `pairsift embed`): their pairs get NaN and are
 excluded from every statistic; ``n_blank`` counts them. Works on unlabelled subsets too.
+
+The plot is drawn only when asked for (`plot=PATH`), with matplotlib's object-oriented API on
+an Agg canvas: no pyplot, no global backend switch, nothing left in the caller's process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
+from ..report import Report, plural
 from ..store import Store
+from .config import STABILITY_DEFAULTS
 from .stream import subset_table
 
+EMBEDDING = "response alone, last hidden state, masked mean, fp32, L2-normalised"
 
-def embed_texts(loaded, texts: list[str], max_length: int = 512, batch_tokens: int | None = None) -> np.ndarray:
+
+@dataclass
+class StabilityReport(Report):
+    """The subset's pair-cosine distribution under each checkpoint and its drift from the first."""
+
+    subset: str
+    n_pairs: int
+    max_length: int
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    max_mean_abs_shift: float = 0.0
+    min_pearson_vs_first: float = 1.0
+    plot: str | None = None
+    embedding: str = EMBEDDING
+
+    def summary(self) -> str:
+        lines = [f"subset {self.subset}: {plural(self.n_pairs, 'pair')}, cosines of their responses' embeddings"]
+        for c in self.checkpoints:
+            corr = "-" if c["pearson_vs_first"] is None else f"{c['pearson_vs_first']:.3f}"
+            mean = "-" if c["mean"] is None else f"{c['mean']:.4f}"
+            std = "-" if c["std"] is None else f"{c['std']:.4f}"
+            shift = "-" if c["mean_abs_shift"] is None else f"{c['mean_abs_shift']:.4f}"
+            lines.append(f"{c['model']}: mean cos {mean} (std {std}), mean |shift| {shift}, pearson vs first {corr}")
+        tail = f"; plot {self.plot}" if self.plot else ""
+        lines.append(f"max mean |shift| {self.max_mean_abs_shift:.4f}{tail}")
+        return "\n".join(lines)
+
+
+def embed_texts(loaded: Any, texts: list[str], max_length: int = STABILITY_DEFAULTS.max_length,
+                batch_tokens: int | None = None) -> np.ndarray:
     """[n, d] fp32 L2-normalised response embeddings; NaN rows for blank texts."""
     from ..compute.embed import pool_forward
     from ..compute.engine import Engine
@@ -41,7 +77,8 @@ def embed_texts(loaded, texts: list[str], max_length: int = 512, batch_tokens: i
     return out
 
 
-def pair_cosines(loaded, a_texts: list[str], b_texts: list[str], max_length: int = 512, batch_tokens=None) -> np.ndarray:
+def pair_cosines(loaded: Any, a_texts: list[str], b_texts: list[str], max_length: int = STABILITY_DEFAULTS.max_length,
+                 batch_tokens: int | None = None) -> np.ndarray:
     """Cosine of each (a, b) pair's response embeddings; each distinct text is embedded once."""
     uniq, inverse = np.unique(np.array(a_texts + b_texts, dtype=object), return_inverse=True)
     vecs = embed_texts(loaded, list(uniq), max_length, batch_tokens)
@@ -50,7 +87,7 @@ def pair_cosines(loaded, a_texts: list[str], b_texts: list[str], max_length: int
     return np.einsum("ij,ij->i", va.astype(np.float64), vb.astype(np.float64))
 
 
-def summarise(cosines: dict[str, np.ndarray]) -> dict:
+def summarise(cosines: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per-checkpoint distribution and its drift from the first checkpoint."""
     labels = list(cosines)
     base = cosines[labels[0]]
@@ -92,13 +129,13 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
 
 
 def plot_cosines(cosines: dict[str, np.ndarray], path: str | Path, title: str = "") -> str:
-    """Overlaid histograms of each checkpoint's pair cosines (PNG, matplotlib Agg)."""
-    import matplotlib
+    """Overlaid histograms of each checkpoint's pair cosines, and each later one against the first (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    FigureCanvasAgg(fig)  # this figure's own canvas: pyplot's global backend is never touched
+    ax1, ax2 = fig.subplots(1, 2)
     finite = [c[np.isfinite(c)] for c in cosines.values()]
     lo = min((f.min() for f in finite if f.size), default=-1.0)
     hi = max((f.max() for f in finite if f.size), default=1.0)
@@ -120,7 +157,6 @@ def plot_cosines(cosines: dict[str, np.ndarray], path: str | Path, title: str = 
     fig.suptitle(title or "embedding stability")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return str(path)
 
 
@@ -129,14 +165,18 @@ def stability(
     subset: str,
     models: list[str],
     *,
-    device: str | None = None,
-    dtype: str | None = None,
-    max_length: int = 512,
-    batch_tokens: int | None = None,
+    device: str | None = STABILITY_DEFAULTS.device,
+    dtype: str | None = STABILITY_DEFAULTS.dtype,
+    max_length: int = STABILITY_DEFAULTS.max_length,
+    batch_tokens: int | None = STABILITY_DEFAULTS.batch_tokens,
     plot: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> dict:
-    """Cosine distribution of the subset's pairs under each checkpoint, its drift, and a PNG."""
+    progress: Callable[[int, int, str], None] | None = None,
+) -> StabilityReport:
+    """Cosine distribution of the subset's pairs under each checkpoint and its drift; a PNG at `plot`.
+
+    No file is written unless `plot` is given. `progress(done, total, model)` is called before
+    each checkpoint is embedded.
+    """
     from ..compute.models import load
 
     if len(models) < 1:
@@ -146,14 +186,15 @@ def stability(
         raise UsageError(f"subset '{subset}' is empty")
     a, b = table.column("a").to_pylist(), table.column("b").to_pylist()
     cosines: dict[str, np.ndarray] = {}
-    for m in models:
+    for i, m in enumerate(models):
         if progress:
-            progress(m)
+            progress(i, len(models), m)
         loaded = load(m, "embed", device, dtype)
         cosines[m] = pair_cosines(loaded, a, b, max_length, batch_tokens)
         del loaded
-    report = {"subset": subset, "n_pairs": table.num_rows, "max_length": max_length,
-              "embedding": "response alone, last hidden state, masked mean, fp32, L2-normalised", **summarise(cosines)}
+    if progress:
+        progress(len(models), len(models), "done")
+    report = StabilityReport(subset=subset, n_pairs=table.num_rows, max_length=max_length, **summarise(cosines))
     if plot:
-        report["plot"] = plot_cosines(cosines, plot, title=f"embedding stability: subset '{subset}'")
+        report.plot = plot_cosines(cosines, plot, title=f"embedding stability: subset '{subset}'")
     return report

@@ -30,20 +30,20 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import count
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import SchemaError, StoreError, TableNotFound, UsageError
+from ..errors import IntegrityError, StoreError, SubsetNotFound, TableNotFound, UsageError
 from ..store import Store
 from ..store.sql import equals
 from ..store.subsets import read_manifests
 
-#: Columns every stream row has. ``prompt_emb`` is added when prompt embeddings are requested.
-ROW_COLUMNS = ("pair_id", "prompt_id", "prompt", "chosen", "rejected")
-
+if TYPE_CHECKING:
+    import datasets
 
 # ---- the subset manifest ----------------------------------------------------------------------
 
@@ -82,7 +82,7 @@ def load_subset(store: Store, name: str) -> SubsetInfo:
     if not rows:
         known = sorted({r["name"] for r in read_manifests(store)})
         hint = f" (known: {', '.join(known[:20])})" if known else ""
-        raise UsageError(f"no subset named '{name}' in store {store.uri}{hint}: run `pairsift select` first")
+        raise SubsetNotFound(f"no subset named '{name}' in store {store.uri}{hint}: run `pairsift select` first")
     row = rows[-1]  # the newest, should a name ever have been written twice
     return SubsetInfo(**{k: row[k] for k in SubsetInfo.__dataclass_fields__})
 
@@ -121,7 +121,7 @@ def check_labelled(members: pl.DataFrame, name: str) -> None:
         )
     )
     if bad.height:
-        raise SchemaError(
+        raise IntegrityError(
             f"subset '{name}': {bad.height} pairs have chosen/rejected ids that are not their a_id/b_id "
             f"(first pair_id {bad['pair_id'][0]}): re-run `pairsift label import`"
         )
@@ -189,7 +189,7 @@ class SubsetReader:
     Build it inside the process that iterates (it holds open Lance datasets).
     """
 
-    def __init__(self, spec: StreamSpec):
+    def __init__(self, spec: StreamSpec) -> None:
         import lance
 
         self.spec = spec
@@ -269,7 +269,7 @@ class SubsetReader:
         return pa.table(cols)
 
 
-def _offsets(ds, key: str, table: str, spec: StreamSpec, with_messages: bool = False, what: str = "") -> pl.DataFrame:
+def _offsets(ds: Any, key: str, table: str, spec: StreamSpec, with_messages: bool = False, what: str = "") -> pl.DataFrame:
     """key -> row offset of the dataset (only the id column is read)."""
     columns = {key: key}
     if with_messages:
@@ -293,7 +293,7 @@ def _lookup(offsets: pl.DataFrame, ids: pl.Series, table: str, spec: StreamSpec,
     return off.to_numpy().astype(np.int64)
 
 
-def _take(ds, offsets: np.ndarray, columns: list[str]) -> pa.Table:
+def _take(ds: Any, offsets: np.ndarray, columns: list[str]) -> pa.Table:
     """Rows at `offsets` (any order, repeats allowed), reading each distinct row once in file order."""
     uniq, inverse = np.unique(offsets, return_inverse=True)
     table = ds.take(uniq, columns=columns)
@@ -450,7 +450,7 @@ def subset_stream(
     read_batch_size: int = 8192,
     prompt_embeddings: str | None = None,
     conversational: bool | None = None,
-):
+) -> datasets.IterableDataset:
     """The subset as a :class:`datasets.IterableDataset` of ``prompt``/``chosen``/``rejected`` rows.
 
     Rows also carry ``pair_id`` and ``prompt_id`` (and ``prompt_emb`` with `prompt_embeddings`).
@@ -482,7 +482,7 @@ def subset_stream(
     return datasets.IterableDataset(source, info=datasets.DatasetInfo(features=_features(spec, conv)))
 
 
-def subset_table(store: Store, subset: str, *, oriented: bool = True, **kwargs) -> pa.Table:
+def subset_table(store: Store, subset: str, *, oriented: bool = True, **kwargs: Any) -> pa.Table:
     """The whole subset as one Arrow table in selection order (for eval, stability, baselines)."""
     spec = make_spec(store, subset, shuffle=False, epochs=1, oriented=oriented, **kwargs)
     reader = SubsetReader(spec)

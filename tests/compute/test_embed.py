@@ -64,16 +64,16 @@ def test_decoder_embeddings_equal_per_text_reference(tmp_store, models_dir):
     path = tiny_gpt2_dir(models_dir)
     # A small token budget and max_length force many padded batches and some truncation.
     report = embed(tmp_store, str(path), max_length=40, batch_tokens=200, chunk_rows=7, window_rows=9)
-    assert report["blank"] == 2 and report["truncated"] > 0
-    assert report["written"] == report["rows_total"] == 43
-    assert check_against_reference(tmp_store, report["table"], path, max_length=40) == 41
+    assert report.blank == 2 and report.truncated > 0
+    assert report.written == report.rows_total == 43
+    assert check_against_reference(tmp_store, report.table, path, max_length=40) == 41
 
 
 def test_decoder_embeddings_with_eos(tmp_store, models_dir):
     put_corpus(tmp_store, n_prompts=4, k=3)
     path = tiny_gpt2_dir(models_dir)
     report = embed(tmp_store, str(path), name="eos", append_eos=True, max_length=30, batch_tokens=100)
-    assert report["provenance"]["eos_appended"] is True
+    assert report.provenance["eos_appended"] is True
     check_against_reference(tmp_store, "embeddings_eos", path, max_length=30, append_eos=True)
 
 
@@ -81,15 +81,15 @@ def test_encoder_embeddings_equal_per_text_reference(tmp_store, models_dir):
     put_corpus(tmp_store, n_prompts=8, k=3)
     path = tiny_bert_dir(models_dir)
     report = embed(tmp_store, str(path), max_length=32, batch_tokens=150)
-    assert report["provenance"]["model_class"] == "BertModel"
-    check_against_reference(tmp_store, report["table"], path, max_length=32)
+    assert report.provenance["model_class"] == "BertModel"
+    check_against_reference(tmp_store, report.table, path, max_length=32)
 
 
 @pytest.mark.shared
 def test_stories260k_embeddings_equal_per_text_reference(tmp_store, stories_model):
     put_corpus(tmp_store, n_prompts=6, k=3)
     report = embed(tmp_store, str(stories_model), name="stories", max_length=64, batch_tokens=300)
-    assert report["provenance"]["model_class"] == "LlamaModel"
+    assert report.provenance["model_class"] == "LlamaModel"
     assert check_against_reference(tmp_store, "embeddings_stories", stories_model, max_length=64) == 18
 
 
@@ -98,8 +98,8 @@ def test_prompt_minilm_matches_sentence_transformers(tmp_store):
     st = pytest.importorskip("sentence_transformers")
     put_corpus(tmp_store, n_prompts=20, k=1)
     report = embed(tmp_store, target="prompts", batch_tokens=256)
-    assert report["table"] == "embeddings_prompt_minilm"
-    prov = report["provenance"]
+    assert report.table == "embeddings_prompt_minilm"
+    prov = report.provenance
     assert prov["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert prov["pooling"] == "mean" and prov["max_length"] == 256 and prov["target"] == "prompts"
     got = tmp_store.scan("embeddings_prompt_minilm").collect()
@@ -124,14 +124,14 @@ def test_provenance_recorded_and_mixing_refused(tmp_store, models_dir):
     with pytest.raises(UsageError, match="fingerprint"):
         embed(tmp_store, str(other), name="a", max_length=64)
     # Sets of different models coexist under different names; a re-run adds nothing.
-    assert embed(tmp_store, str(other), name="b", max_length=64)["written"] == 6
+    assert embed(tmp_store, str(other), name="b", max_length=64).written == 6
     again = embed(tmp_store, str(path), name="a", max_length=64)
-    assert again["written"] == 0 and again["already_done"] == 6
+    assert again.written == 0 and again.already_done == 6 and again.model_loaded is False
     # The same files under another name (here a symlink) are the same model: resuming is allowed.
     link = models_dir / "same-model-link"
     if not link.exists():
         link.symlink_to(path)
-    assert embed(tmp_store, str(link), name="a", max_length=64)["already_done"] == 6
+    assert embed(tmp_store, str(link), name="a", max_length=64).already_done == 6
     with pytest.raises(UsageError, match="--name"):
         embed(tmp_store, str(path), name="Bad-Name")
 
@@ -151,7 +151,7 @@ def test_resume_after_crash_mid_run(tmp_store, models_dir):
     partial = tmp_store.scan("embeddings_r").collect()
     assert 0 < partial.height < 60
     report = embed(tmp_store, str(path), name="r", batch_tokens=100, chunk_rows=5)
-    assert report["already_done"] == partial.height and report["written"] == 60 - partial.height
+    assert report.already_done == partial.height and report.written == 60 - partial.height
     ids = tmp_store.scan("embeddings_r").select("id").collect().get_column("id")
     responses = tmp_store.scan("responses").select("response_id").collect().get_column("response_id")
     assert ids.n_unique() == ids.len() == 60 and set(ids) == set(responses)
@@ -181,7 +181,7 @@ def test_resume_after_kill_9(tmp_store, models_dir):
     before = tmp_store.count("embeddings_k")
     assert 8 <= before < 100
     report = embed(tmp_store, str(path), name="k", batch_tokens=60, chunk_rows=4)
-    assert report["already_done"] == before and report["written"] == 100 - before
+    assert report.already_done == before and report.written == 100 - before
     ids = tmp_store.scan("embeddings_k").select("id").collect().get_column("id")
     responses = tmp_store.scan("responses").select("response_id").collect().get_column("response_id")
     assert ids.len() == ids.n_unique() == 100 and set(ids) == set(responses)

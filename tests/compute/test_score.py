@@ -55,8 +55,8 @@ def test_logprobs_equal_per_sequence_forward(tmp_store, models_dir):
     path = tiny_gpt2_dir(models_dir)
     report = score_logprobs(tmp_store, str(path), name="ref", max_length=48, batch_tokens=200, chunk_rows=5,
                             window_rows=7)
-    assert report["written"] == report["rows_total"] == 26
-    assert report["empty"] == 1 and report["truncated"] > 0
+    assert report.written == report.rows_total == 26
+    assert report.empty == 1 and report.truncated > 0
     net = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
     tok = transformers.AutoTokenizer.from_pretrained(path)
     got = _rows(tmp_store, "logprobs_ref")
@@ -72,7 +72,7 @@ def test_logprobs_equal_per_sequence_forward(tmp_store, models_dir):
         assert g["n_tokens"] == n
         assert abs(g["logp_sum"] - ref) < 1e-4
         assert abs(g["logp_mean"] - ref / n) < 1e-4
-    assert too_long == report["prompt_too_long"]
+    assert too_long == report.prompt_too_long
 
 
 @pytest.mark.shared
@@ -114,7 +114,7 @@ def test_logprobs_equal_trl_dpo_trainer(tmp_store, models_dir, chat):
     path = tiny_gpt2_dir(models_dir)
     max_length = 96
     report = score_logprobs(tmp_store, str(path), name="ref", max_length=max_length, batch_tokens=300)
-    assert report["chat_template"] is chat and report["provenance"]["chat_template"] is chat
+    assert report.chat_template is chat and report.provenance["chat_template"] is chat
     got = _rows(tmp_store, "logprobs_ref")
     by_prompt = {}
     for r in responses:
@@ -153,13 +153,13 @@ def test_logprobs_resume_and_provenance(tmp_store, models_dir):
     before = tmp_store.count("logprobs_p")
     assert 0 < before < 45
     report = score_logprobs(tmp_store, str(path), name="p", batch_tokens=150, chunk_rows=4, max_length=64)
-    assert report["already_done"] == before and report["written"] == 45 - before
+    assert report.already_done == before and report.written == 45 - before
     ids = tmp_store.scan("logprobs_p").select("response_id").collect().get_column("response_id")
     assert ids.len() == ids.n_unique() == 45
     prov = provenance(tmp_store.table("logprobs_p").schema)
     assert prov["method"] == "teacher_forcing" and prov["max_length"] == 64 and prov["chat_template"] is False
     assert prov["truncation"] == "keep_start" and "fingerprint" in prov
-    with pytest.raises(UsageError, match="--as"):
+    with pytest.raises(UsageError, match="--name"):
         score_logprobs(tmp_store, str(path), name="p", max_length=32)
 
 
@@ -168,7 +168,7 @@ def test_rewards_equal_per_text_forward(tmp_store, models_dir):
     path = tiny_reward_dir(models_dir)
     report = score_rewards(tmp_store, str(path), name="rm", max_length=40, batch_tokens=200, chunk_rows=6,
                            window_rows=10)
-    assert report["written"] == 24 and report["truncated"] > 0
+    assert report.written == 24 and report.truncated > 0
     net = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
     tok = transformers.AutoTokenizer.from_pretrained(path)
     got = _rows(tmp_store, "rewards_rm")
@@ -211,8 +211,8 @@ def test_ingested_hh_sample_end_to_end(tmp_store, models_dir):
     ingest(tmp_store, HH_SAMPLE)
     n = tmp_store.count("responses")
     lm, rm = tiny_gpt2_dir(models_dir), tiny_reward_dir(models_dir)
-    assert embed(tmp_store, str(lm), max_length=64)["written"] == n
-    assert score_logprobs(tmp_store, str(lm), name="ref", max_length=128)["written"] == n
-    assert score_rewards(tmp_store, str(rm), max_length=128)["written"] == n
+    assert embed(tmp_store, str(lm), max_length=64).written == n
+    assert score_logprobs(tmp_store, str(lm), name="ref", max_length=128).written == n
+    assert score_rewards(tmp_store, str(rm), max_length=128).written == n
     lp = tmp_store.scan("logprobs_ref").collect()
     assert lp.get_column("response_id").n_unique() == n

@@ -11,7 +11,7 @@ from pairsift.features.dcrm import dcrm, dcrm_expr
 
 
 def ref_dcrm(r, e, p, ablation=None):
-    """METHODS.md §2 literally, one pair at a time."""
+    """docs/METHODS.md §2 literally, one pair at a time."""
     if any(x is None or (isinstance(x, float) and math.isnan(x)) for x in (r, e, p)):
         return math.nan
     num = 1.0 / (1.0 + math.exp(-r)) - 0.5 if r > -700 else -0.5

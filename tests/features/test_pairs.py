@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pairsift.errors import SchemaError, TableNotFound, UsageError
+from pairsift.errors import IntegrityError, TableNotFound, UsageError
 from pairsift.features.pairs import TABLE, build_pairs
 from pairsift.store.schema import features_meta as read_meta
 from pairsift.store import open_store
@@ -168,7 +168,7 @@ def reference(prompts: list[P], labelled_only=False, sets=("e", "lp", "rm")) -> 
 
 
 def ref_dcrm(r, e, p, ablation):
-    """METHODS.md §2, one pair: (sigma(r) - 0.5) / (e + |p| + 1); None when a part it uses is missing."""
+    """docs/METHODS.md §2, one pair: (sigma(r) - 0.5) / (e + |p| + 1); None when a part it uses is missing."""
     uses = {None: (r, e, p), "no-edit": (r, p), "no-logp": (r, e), "margin-only": (r,)}[ablation]
     if any(x is None for x in uses):
         return None
@@ -376,7 +376,7 @@ def test_missing_input_table_is_reported(store):
     write_store(store, prompts[:1])
     build_pairs(store)
     store.db.drop_table("rewards_rm")
-    with pytest.raises(SchemaError, match="--rebuild"):
+    with pytest.raises(IntegrityError, match="--rebuild"):
         build_pairs(store)
     build_pairs(store, rebuild=True)
     assert "dreward_rm" not in store.dataset(TABLE).schema.names

@@ -2,7 +2,7 @@
 
 Each takes the pair_features rows as dicts (see strategy_data.py) and returns the picks in rank
 order as (pair_id, orientation, score): orientation +1 = a chosen, -1 = b chosen, 0 = unknown.
-They follow METHODS.md literally; shared conventions with the fast path are only the ones the
+They follow docs/METHODS.md literally; shared conventions with the fast path are only the ones the
 spec leaves open: ties by pair id, random draws taken in pair-id order (one per prompt in prompt-id order for centroid) from
 numpy's default_rng(seed), and the band's per-prompt choice being uniformly random.
 """

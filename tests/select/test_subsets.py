@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pairsift.cli import cli, select_cmd
-from pairsift.errors import UsageError
+from pairsift.errors import SubsetNotFound, UsageError
 from pairsift.select.strategies import STRATEGIES
 from pairsift.select.subsets import list_subsets, load_subset, select
 
@@ -58,7 +58,7 @@ def test_replace_and_list(world_store):
     assert len(set(members.column("pair_id").to_pylist())) == members.num_rows
     select(store, "random", "r")
     assert [m["name"] for m in list_subsets(store)] == ["s", "r"]
-    with pytest.raises(UsageError, match="no subset named 'nope'"):
+    with pytest.raises(SubsetNotFound, match="no subset named 'nope'"):
         load_subset(store, "nope")
     with pytest.raises(UsageError, match="--name"):
         select(store, "easy", "bad name'; drop", embedding=EMB)

@@ -65,19 +65,25 @@ def test_eval_matches_a_plain_computation(trained):
         "reward_rejected_beta": sum(rr) / len(rr),
     }
     report = evaluate(store, "held", [str(run)], base, beta=BETA, batch_size=2, max_length=64, device="cpu")
-    final = report["results"][-1]
+    final = report.results[-1]
     assert final["n_pairs"] == len(held)
     for key, value in want.items():
         assert final[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
     assert final["reward_margin_beta"] == pytest.approx(BETA * final["reward_margin_no_beta"])
     # The curve: checkpoint-2, then the final model (step 3).
-    assert [r["step"] for r in report["results"]] == [2, 3]
+    assert [r["step"] for r in report.results] == [2, 3]
 
 
-def test_reference_against_itself_is_ln2(trained):
+def test_reference_against_itself_is_ln2(trained, tmp_path, monkeypatch):
+    import tempfile
+
     store, base, _, held = trained
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     report = evaluate(store, "held", [base], base, beta=BETA, max_length=64, device="cpu")
-    r = report["results"][0]
+    assert list(scratch.iterdir()) == []  # the trainer's scratch dir was private and is gone
+    r = report.results[0]
     assert r["loss"] == pytest.approx(math.log(2))
     assert r["reward_margin_no_beta"] == pytest.approx(0.0, abs=1e-6) and r["reward_accuracy"] == 0.0
 
@@ -121,13 +127,13 @@ def test_stability_cosines_match_plain_embeddings(trained, tmp_path):
     models = [base, str(run)]
     report = stability(store, "held", models, device="cpu", plot=tmp_path / "s.png")
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
-    for entry, path in zip(report["checkpoints"], models):
+    for entry, path in zip(report.checkpoints, models):
         cos = [float(_plain_embedding(path, c["text"]) @ _plain_embedding(path, r["text"])) for _, _, c, r in held]
         assert entry["n"] == len(held) and entry["n_blank"] == 0
         assert entry["mean"] == pytest.approx(np.mean(cos), abs=1e-5)
         assert entry["std"] == pytest.approx(np.std(cos), abs=1e-5)
-    assert report["checkpoints"][0]["mean_abs_shift"] == 0.0
-    assert report["max_mean_abs_shift"] == report["checkpoints"][1]["mean_abs_shift"] > 0
+    assert report.checkpoints[0]["mean_abs_shift"] == 0.0
+    assert report.max_mean_abs_shift == report.checkpoints[1]["mean_abs_shift"] > 0
 
 
 def test_summarise_plain_and_blank_pairs():

@@ -1,4 +1,4 @@
-"""RPO losses against a plain-Python evaluation of METHODS.md §4."""
+"""RPO losses against a plain-Python evaluation of docs/METHODS.md §4."""
 
 from __future__ import annotations
 

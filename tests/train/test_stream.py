@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pairsift.errors import TableNotFound, UsageError
+from pairsift.errors import SubsetNotFound, TableNotFound, UsageError
 from pairsift.train.stream import (
     epoch_order,
     max_steps_for,
@@ -157,7 +157,7 @@ def test_missing_subset_and_tables(tmp_store):
         subset_stream(tmp_store, "x")
     corpus = build_corpus(tmp_store, n_prompts=3)
     save_subset(tmp_store, "a", corpus)
-    with pytest.raises(UsageError, match="no subset named 'b'"):
+    with pytest.raises(SubsetNotFound, match="no subset named 'b'"):
         subset_stream(tmp_store, "b")
 
 

@@ -50,7 +50,7 @@ def test_step1_loss_and_every_parameter_moves(subset_store, tmp_path, loss):
     model = tiny_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     manifest = train(subset_store, _config(tmp_path, loss), model=model, tokenizer=tok)
-    step1 = manifest["log_history"][0]
+    step1 = manifest.log_history[0]
     assert step1["step"] == 1
     assert step1["loss"] == pytest.approx(STEP1[loss], rel=1e-5)
     assert step1["rewards/margins"] == pytest.approx(0.0, abs=1e-6)  # theta = ref at step 1
@@ -72,7 +72,7 @@ def test_manifest_ties_the_model_to_subset_and_versions(subset_store, tmp_path):
     assert on_disk["n_pairs"] == 12 and on_disk["max_steps"] == 6  # 2 epochs x 12 pairs / batch 4
     assert [c.rsplit("-", 1)[1] for c in on_disk["checkpoints"]] == ["3", "6"]
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
-    assert manifest["max_steps"] == on_disk["max_steps"]
+    assert manifest.max_steps == on_disk["max_steps"] and manifest.to_dict() == on_disk
 
 
 def test_unlabelled_subset_is_refused(subset_store, tmp_path):
@@ -92,7 +92,7 @@ def test_stories260k_step1_is_ln2(subset_store, tmp_path, loss):
     tok.pad_token_id = 0
     assert tok.pad_token_id == 0
     manifest = train(subset_store, config, tokenizer=tok)  # policy and its reference both load from the path
-    assert manifest["log_history"][0]["loss"] == pytest.approx(math.log(2), rel=1e-5)
+    assert manifest.log_history[0]["loss"] == pytest.approx(math.log(2), rel=1e-5)
 
 
 # ---- config and recipes -------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_every_shipped_recipe_loads_and_validates():
 # ---- CLI ------------------------------------------------------------------------------------------
 
 
-def test_cli_train_eval_stability(subset_store, tmp_path):
+def test_cli_train_eval_stability(subset_store, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from pairsift.cli import cli
@@ -163,17 +163,24 @@ def test_cli_train_eval_stability(subset_store, tmp_path):
     manifest = json.loads(res.stdout)
     assert manifest["subset"]["name"] == "sub" and len(manifest["checkpoints"]) == 2
 
-    res = runner.invoke(cli, ["eval", *store, "--model", str(run), "--ref-model", base, "--subset", "held",
+    res = runner.invoke(cli, ["eval", "held", *store, "--model", str(run), "--ref-model", base,
                               "--device", "cpu", "--max-length", "64", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert [r["step"] for r in report["results"]] == [1, 2]
 
     plot = tmp_path / "s.png"
-    res = runner.invoke(cli, ["stability", *store, "--models", f"{base},{run}", "--subset", "raw",
+    res = runner.invoke(cli, ["stability", "raw", *store, "--models", f"{base},{run}",
                               "--plot", str(plot), "--device", "cpu", "--json"])
     assert res.exit_code == 0, res.output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Without --plot nothing is written, in the working directory or anywhere else.
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    res = runner.invoke(cli, ["stability", "raw", *store, "--models", base, "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "plot" not in res.stdout and list(cwd.iterdir()) == []
 
     res = runner.invoke(cli, ["train", "raw", *store, "--model", base, "--device", "cpu"])
     assert res.exit_code == 1 and "pairsift label import" in res.output

@@ -5,7 +5,7 @@ version (projection and ``--where`` pushed into Lance), keeps the pairs the stra
 from and counts every pair it drops by reason; the strategy then returns its picks as row
 indices into the pool, in rank order, with one score each. Orientation (which side is chosen)
 comes from the ``label`` column (dataset label or score) or, for strategies labelled by a reward
-model, from the sign of that reward margin: never from index order (METHODS.md §1).
+model, from the sign of that reward margin: never from index order (docs/METHODS.md §1).
 
 Ties are broken by the pair key (``_p``: the first 64 bits of ``pair_id``, which sorts like the
 id itself), so every result is deterministic; randomness comes only from a NumPy ``Generator``

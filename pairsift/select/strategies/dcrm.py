@@ -1,4 +1,4 @@
-"""DCRM best-of-N² (METHODS.md §2): per prompt, the pair with the highest distance-calibrated
+"""DCRM best-of-N² (docs/METHODS.md §2): per prompt, the pair with the highest distance-calibrated
 reward margin ``(sigma(r_delta) - 0.5) / (e_delta + p_delta + 1)``.
 
 Among all ORDERED pairs of a prompt the best always has ``r_delta > 0``, so each unordered

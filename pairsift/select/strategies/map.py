@@ -1,4 +1,4 @@
-"""M_AP, alignment potential (METHODS.md §3), and its named variants, over the whole pool.
+"""M_AP, alignment potential (docs/METHODS.md §3), and its named variants, over the whole pool.
 
 ``R`` = the explicit margin ``|r(a) - r(b)|`` (``--reward NAME``: ``dreward_<name>``, the reward
 model then also orients the pairs; else the dataset ``score_margin``, pairs oriented by their

@@ -1,4 +1,4 @@
-"""REAL (METHODS.md §1): choose pairs by the cosine of their two responses' embeddings.
+"""REAL (docs/METHODS.md §1): choose pairs by the cosine of their two responses' embeddings.
 
 Per prompt (every prompt with at least one candidate pair gets exactly one pick):
 ``easy`` (smallest cosine), ``hard`` (largest), ``random`` (seeded uniform), ``centroid``

@@ -1,0 +1,27 @@
+"""No global side effects: plotting leaves matplotlib's global state alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def test_stability_plot_does_not_touch_pyplot_or_the_backend(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.png"
+    code = f"""
+import sys
+import numpy as np
+import matplotlib
+before = matplotlib.rcParams._get_backend_or_none()
+from pairsift.train.stability import plot_cosines
+plot_cosines({{"a": np.array([0.1, 0.5, np.nan]), "b": np.array([0.2, 0.4, 0.3])}}, {str(out)!r})
+print("pyplot" if "matplotlib.pyplot" in sys.modules else "no pyplot",
+      matplotlib.rcParams._get_backend_or_none() == before)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["no", "pyplot", "True"]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
