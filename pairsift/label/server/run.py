@@ -1,0 +1,44 @@
+"""Bind, print the URL, serve until interrupted (then commit what is queued and stop)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from ...errors import StoreError, require
+from ...store import Store
+from .config import ServeConfig
+from .security import check_binding
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        raise StoreError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(store: Store, subset: str, config: ServeConfig | None = None, *,
+          on_ready: Callable[[str], None] = print) -> None:
+    """Serve the labelling page of `subset`; `on_ready(url)` is called once the port is bound."""
+    config = config or ServeConfig()
+    check_binding(config.host, config.token)
+    require("starlette", "label")
+    uvicorn = require("uvicorn", "label")
+    from .app import make_app
+
+    app = make_app(store, subset, config)
+    sock = bind(config.host, config.port)
+    port = sock.getsockname()[1]
+    shown = f"[{config.host.strip('[]')}]" if ":" in config.host else config.host
+    on_ready(f"http://{shown}:{port}/")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                           timeout_graceful_shutdown=10))
+    server.run(sockets=[sock])
