@@ -30,8 +30,10 @@ def _vec(text: str, dim: int = 8) -> list[float]:
     return (v / np.linalg.norm(v)).astype(np.float32).tolist()
 
 
-def write_corpus(path: Path, n_prompts: int = 6, k: int = 3, payloads: bool = False, chat_every: int = 3) -> Path:
-    """A `multi` JSONL file; every `chat_every`-th prompt is a chat (message list)."""
+def write_corpus(path: Path, n_prompts: int = 6, k: int = 3, payloads: bool = False, chat_every: int = 3,
+                 scored: bool = False) -> Path:
+    """A `multi` JSONL file; every `chat_every`-th prompt is a chat (message list); `scored`: each
+    response has a distinct score (so pairs are oriented by score)."""
     lines = []
     for i in range(n_prompts):
         text = f"Question {i}: how do I do thing {i}?"
@@ -47,7 +49,7 @@ def write_corpus(path: Path, n_prompts: int = 6, k: int = 3, payloads: bool = Fa
             r = f"Answer {j} to question {i}."
             if payloads:
                 r += " " + PAYLOADS[(i + j + 1) % len(PAYLOADS)]
-            responses.append({"text": r, "source": f"model_{j}"})
+            responses.append({"text": r, "source": f"model_{j}", **({"score": float(j + 1)} if scored else {})})
         lines.append(json.dumps({"prompt": prompt, "responses": responses}))
     path.write_text("\n".join(lines) + "\n")
     return path
