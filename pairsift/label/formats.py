@@ -32,6 +32,7 @@ from ..errors import UsageError
 from ..store import Store
 from .table import VOTES, effective, parse_choice, read
 
+
 @dataclass
 class Parsed:
     """One label read from a file, before validation against the subset (any format)."""

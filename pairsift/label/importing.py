@@ -39,7 +39,17 @@ from ..errors import InvalidRecord, UsageError
 from ..store import Store
 from . import formats, hooks
 from .formats import Parsed
-from .table import VOTES, effective, label_id, now, open_labels, parse_choice, read, rows_table, upsert
+from .table import (
+    VOTES,
+    effective,
+    label_id,
+    now,
+    open_labels,
+    parse_choice,
+    read,
+    rows_table,
+    upsert,
+)
 
 FORMATS = ("auto", "rows", "argilla", "label-studio")
 #: Annotator names: also URL path segments of the web page, hence the narrow alphabet.

@@ -70,8 +70,8 @@ class StatsReport:
         def f(x, fmt="{:.3f}"):
             return "-" if x is None else fmt.format(x)
 
-        lines = [f"'{self.subset}': {self.labels:,} labels on {self.pairs_voted:,} of {self.pairs:,} pairs; "
-                 f"{self.pairs_multi:,} pairs with two or more votes"]
+        lines = [(f"'{self.subset}': {self.labels:,} labels on {self.pairs_voted:,} of {self.pairs:,} pairs; "
+                  f"{self.pairs_multi:,} pairs with two or more votes")]
         lines.append(f"{'annotator':<20} {'labels':>7} " + " ".join(f"{c:>8}" for c in CHOICES)
                      + f" {'undone':>7} {'s/label':>8}")
         for a in self.annotators:

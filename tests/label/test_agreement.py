@@ -48,7 +48,7 @@ def test_undefined_kappas_are_none():
 ratings_st = st.lists(st.lists(st.sampled_from(CATS), min_size=0, max_size=6), min_size=1, max_size=25)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(ratings_st)
 def test_fleiss_and_raw_match_reference(ratings):
     m = _matrix(ratings)
@@ -59,7 +59,7 @@ def test_fleiss_and_raw_match_reference(ratings):
             assert fast == pytest.approx(slow, abs=1e-9)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(CATS), st.sampled_from(CATS)), min_size=0, max_size=40))
 def test_cohen_matches_reference(pairs):
     x, y = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -69,7 +69,7 @@ def test_cohen_matches_reference(pairs):
         assert fast == pytest.approx(slow, abs=1e-9)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(ratings_st, st.integers(1, 3))
 def test_majority_matches_reference(ratings, min_votes):
     import polars as pl

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pairsift.label.resolve import resolve
 from pairsift.select.subsets import load_subset
 from pairsift.store import open_store
 
-from .helpers import build_store, members
+from .helpers import members
 
 pytestmark = pytest.mark.slow
 
@@ -83,9 +84,8 @@ def _consistent(store) -> None:
         assert all(m["chosen_id"] is not None for m in mem.to_pylist())
 
 
-def test_import_killed_right_after_its_commit(tmp_path):
-    store = open_store(tmp_path / "store")
-    build_store(store, tmp_path)
+def test_import_killed_right_after_its_commit(labelled_store, tmp_path):
+    store = labelled_store
     path, n = _votes_file(store, tmp_path)
     _pause_and_kill(["label", "import", "u", str(path), "--store", store.uri], "label-import")
     # one commit: after it, every label is there (and before it, none was)
@@ -96,18 +96,15 @@ def test_import_killed_right_after_its_commit(tmp_path):
 
 
 @pytest.mark.parametrize("hook", RESOLVE_COMMITS)
-def test_resolve_killed_after_each_commit(tmp_path, hook):
-    (tmp_path / "ref-data").mkdir()
+def test_resolve_killed_after_each_commit(labelled_store, tmp_path, hook):
+    store = labelled_store
+    shutil.copytree(store.uri, tmp_path / "ref")
     ref_store = open_store(tmp_path / "ref")
-    build_store(ref_store, tmp_path / "ref-data")
     path, _ = _votes_file(ref_store, tmp_path)
     import_labels(ref_store, "u", path)
     resolve(ref_store, "u")
     want = _state(ref_store)
 
-    store = open_store(tmp_path / "store")
-    (tmp_path / "data").mkdir()
-    build_store(store, tmp_path / "data")
     import_labels(store, "u", path)
     before = _state(store)
     _pause_and_kill(["label", "resolve", "u", "--store", store.uri], hook)

@@ -15,7 +15,7 @@ from pairsift.select.export import export
 from pairsift.select.subsets import load_subset, select
 from pairsift.train.stream import check_labelled, read_members
 
-from .helpers import EMB, build_store, members
+from .helpers import EMB, members
 
 # votes per pair index, by annotators x, y, z (None: no label)
 VOTES = [
@@ -66,7 +66,7 @@ def test_majority_orients_pairs_everywhere(labelled_store, tmp_path):
     pairs = store.dataset("pairs").to_table(filter="label_source = 'annotator'").to_pylist()
     assert sorted((p["pair_id"], p["chosen_id"]) for p in pairs) == sorted(
         [(ms[0]["pair_id"], ms[0]["a_id"]), (ms[1]["pair_id"], ms[1]["b_id"])])
-    assert json.loads([p for p in pairs if p["pair_id"] == ms[0]["pair_id"]][0]["meta"])["votes"]["a"] == 2
+    assert json.loads(next(p for p in pairs if p["pair_id"] == ms[0]["pair_id"])["meta"])["votes"]["a"] == 2
     # pair_features updated in place
     pf = _features(store, [m["pair_id"] for m in ms[:3]])
     assert (pf[ms[0]["pair_id"]]["label"], pf[ms[0]["pair_id"]]["label_source"]) == (1, "annotator")
@@ -107,10 +107,9 @@ def test_fully_resolved_subset_exports_and_trains(labelled_store, tmp_path):
         assert (chosen if isinstance(chosen, str) else chosen[-1]["content"]) == texts[want]
 
 
-def test_withdrawn_label_falls_back_to_the_data(tmp_store, tmp_path):
+def test_withdrawn_label_falls_back_to_the_data(scored_store, tmp_path):
     # scored data: pairs come oriented by score; annotators overrule one, then take it back
-    build_store(tmp_store, tmp_path, scored=True)
-    store = tmp_store
+    store = scored_store
     ms = members(store)
     m = ms[0]
     assert m["label_source"] == "score"

@@ -66,7 +66,7 @@ def test_label_flow_records_sides_and_confirms_after_commit(labelled_store):
             page, r = label(c, "alice", choice)
             assert r.status_code == 303
             f = form_of(page.text)
-            got = [x for x in rows(store) if x["pair_id"] == f["pair_id"]][0]["choice"]
+            got = next(x for x in rows(store) if x["pair_id"] == f["pair_id"])["choice"]
             want = {"right": "b" if f["left"] == "a" else "a"}.get(choice, choice)
             assert got == want
         assert progress_of(c.get("/label/alice").text) == (5, 18)
@@ -152,12 +152,12 @@ def test_undo_takes_back_the_last_label_and_shows_the_pair_again(labelled_store)
         again = c.get(u.headers["location"]).text
         f3 = form_of(again)
         assert f3["pair_id"] == f2["pair_id"] and f3["round"] == "1"
-        undone = [x for x in rows(store) if x["label_id"] == r2.headers["x-label-id"]][0]
+        undone = next(x for x in rows(store) if x["label_id"] == r2.headers["x-label-id"])
         assert undone["undone_at"] is not None
         _, r3 = label(c, "alice", "skip")  # relabel the same pair: a new row, round 1
         assert r3.headers["x-label-id"] not in (r1.headers["x-label-id"], r2.headers["x-label-id"])
         assert c.post("/label/alice/undo", data={"csrf": "nope"}).status_code == 403
-    first = [x for x in rows(store) if x["label_id"] == r1.headers["x-label-id"]][0]
+    first = next(x for x in rows(store) if x["label_id"] == r1.headers["x-label-id"])
     eff = effective(read(store, "u"))
     assert sorted(eff["label_id"].to_list()) == sorted([first["label_id"], r3.headers["x-label-id"]])
     assert len(rows(store)) == 3  # the audit log keeps the undone label

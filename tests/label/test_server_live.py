@@ -1,13 +1,9 @@
-"""The labelling server as a real process (`pairsift label serve`, uvicorn on 127.0.0.1):
-concurrent annotators lose and duplicate nothing; kill -9 loses no confirmed label."""
+"""The labelling server on a real uvicorn socket (in a thread, and as `pairsift label serve`
+processes): concurrent annotators lose and duplicate nothing; kill -9 loses no confirmed label."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,40 +13,9 @@ import pytest
 
 from pairsift.label.table import read
 
+from .live import Server, ThreadServer
+
 HIDDEN = ("csrf", "subset", "pair_id", "round", "left", "shown_at")
-
-
-class Server:
-    """`pairsift label serve` in its own process group; the URL is read from its stdout."""
-
-    def __init__(self, store_uri: str, *args: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pairsift.cli", "label", "serve", "u", "--store", store_uri, "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("http://"):
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
-        self.url = line.rstrip("/")
-        for _ in range(600):  # the port is bound before the app starts: wait until it answers
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("server never answered /healthz")
-
-    def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # graceful: commits what is queued
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
 
 
 def form_of(page: str) -> dict[str, str]:
@@ -92,7 +57,7 @@ def run_annotators(url: str, names: list[str], n: int, **kw) -> tuple[list, list
 
 
 def test_concurrent_annotators_lose_and_duplicate_nothing(labelled_store):
-    server = Server(labelled_store.uri, "--overlap", "2")
+    server = ThreadServer(labelled_store, overlap=2)
     try:
         names = [f"ann{i}" for i in range(6)]
         confirmed, errors = run_annotators(server.url, names, 5, retry_first=True)

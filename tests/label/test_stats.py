@@ -50,7 +50,7 @@ def test_counts_speed_and_agreement_match_reference(labelled_store, tmp_path):
     by = {(r["annotator"], r["pair_id"]): r["label"] for r in rows if r["label"] != "skip"}
     xy = sorted({p for w, p in by if w == "x"} & {p for w, p in by if w == "y"})
     want = reference.cohen_kappa([by[("x", p)] for p in xy], [by[("y", p)] for p in xy])
-    got = [p for p in rep.pairwise if (p["a"], p["b"]) == ("x", "y")][0]
+    got = next(p for p in rep.pairwise if (p["a"], p["b"]) == ("x", "y"))
     assert got["pairs"] == len(xy) and got["cohen_kappa"] == pytest.approx(want)
     # by cosine: equal-count bins over the pairs with two votes, each bin's agreement per the reference
     assert rep.embedding == EMB and sum(b.pairs for b in rep.cosine_bins) == rep.pairs_multi
@@ -79,8 +79,7 @@ def test_plot_only_where_asked(labelled_store, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["plot"] is None and os.listdir(work) == []  # no file unless asked
     png = tmp_path / "out" / "agreement.png"
-    res = CliRunner().invoke(cli, ["label", "stats", "u", "--store", labelled_store.uri, "--plot", str(png)])
-    assert res.exit_code == 0, res.output
+    assert label_stats(labelled_store, "u", plot=png).plot == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.listdir(work) == []
     with pytest.raises(UsageError):
         label_stats(labelled_store, "u", embedding="nope")

@@ -8,8 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pairsift.label.table import (effective, insert_new, label_id, open_labels, parse_choice, read, rows_table,
-                                  upsert)
+from pairsift.label.table import (
+    effective,
+    insert_new,
+    label_id,
+    open_labels,
+    parse_choice,
+    read,
+    rows_table,
+    upsert,
+)
 
 
 def _row(pair: str, who: str, rnd: int = 0, choice: str = "a", undone: bool = False, t: int = 0) -> dict:

@@ -23,7 +23,12 @@ from urllib.parse import parse_qsl, quote
 import jinja2
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from ...errors import UsageError
@@ -255,7 +260,7 @@ def make_app(store: Store, subset: str, config: ServeConfig | None = None, *,
                 if pending["local"] == before:  # else a local commit raced the read: next round
                     state.load(rows)
                     seen = latest
-            except Exception:  # noqa: BLE001 - a failed refresh is retried on the next tick
+            except Exception:  # noqa: BLE001, S112 - a failed refresh is retried on the next tick
                 continue
 
     @contextlib.asynccontextmanager

@@ -77,7 +77,7 @@ class LabelWriter:
                 continue
             try:
                 version = write(rows_table(row for row, _ in group))
-            except Exception as e:  # the page shows "not saved"; nothing is confirmed
+            except Exception as e:  # noqa: BLE001 - the page shows "not saved"; nothing is confirmed
                 for _, fut in group:
                     fut.set_exception(e)
                 continue
