@@ -39,6 +39,7 @@ def serve(store: Store, subset: str, config: ServeConfig | None = None, *,
     port = sock.getsockname()[1]
     shown = f"[{config.host.strip('[]')}]" if ":" in config.host else config.host
     on_ready(f"http://{shown}:{port}/")
+    # Keep-alive longer than uvicorn's 5 s: an annotator reads for tens of seconds between posts.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=10))
+                                           timeout_keep_alive=75, timeout_graceful_shutdown=10))
     server.run(sockets=[sock])
