@@ -61,6 +61,7 @@ class StatsReport:
     pairwise: list[dict] = field(default_factory=list)  # {a, b, pairs, agreement, cohen_kappa}
     embedding: str | None = None
     cosine_bins: list[CosineBin] = field(default_factory=list)
+    cosine_note: str | None = None  # why there is no agreement-by-cosine table
     plot: str | None = None
 
     def to_dict(self) -> dict:
@@ -84,6 +85,8 @@ class StatsReport:
             lines.append(f"  {'cosine':>17} {'pairs':>6} {'raw':>6} {'kappa':>6}")
             for b in self.cosine_bins:
                 lines.append(f"  [{b.lo:>6.3f}, {b.hi:>6.3f}] {b.pairs:>6} {f(b.raw_agreement):>6} {f(b.fleiss_kappa):>6}")
+        elif self.cosine_note:
+            lines.append(f"agreement by cosine: {self.cosine_note}")
         if self.plot:
             lines.append(f"plot: {self.plot}")
         return "\n".join(lines)
@@ -98,19 +101,22 @@ def count_matrix(votes: pl.DataFrame, pair_ids: list[str]) -> np.ndarray:
     return df.select(list(VOTES)).to_numpy().astype(np.int64)
 
 
-def _embedding(store: Store, embedding: str | None) -> str | None:
+def _embedding(store: Store, embedding: str | None) -> tuple[str | None, str | None]:
+    """(the cosine set to bin by, or why there is none)."""
     if not store.has_table("pair_features"):
         if embedding is not None:
             raise TableNotFound(f"store {store.uri} has no table 'pair_features': run `pairsift pairs` first")
-        return None
+        return None, "no pair_features table (run `pairsift pairs`)"
     names = sorted(n[4:] for n in store.dataset("pair_features").schema.names if n.startswith("cos_"))
     if embedding is not None:
         if embedding not in names:
             raise UsageError(f"--embedding {embedding!r}: pair_features has cosines for {', '.join(names) or 'none'}")
-        return embedding
+        return embedding, None
     if len(names) > 1:
-        raise UsageError(f"pass --embedding NAME: pair_features has cosines for {', '.join(names)}")
-    return names[0] if names else None
+        return None, f"pass --embedding NAME (pair_features has cosines for {', '.join(names)})"
+    if not names:
+        return None, "pair_features has no cosine column (run `pairsift embed` and `pairsift pairs`)"
+    return names[0], None
 
 
 def label_stats(
@@ -160,9 +166,11 @@ def label_stats(
     if len(raters) == 2 and report.pairwise:
         report.cohen_kappa = report.pairwise[0]["cohen_kappa"]
 
-    report.embedding = _embedding(store, embedding)
+    report.embedding, report.cosine_note = _embedding(store, embedding)
     if report.embedding is not None and report.pairs_multi:
         report.cosine_bins = _by_cosine(store, report.embedding, pair_ids, m, bins)
+    elif report.embedding is not None:
+        report.cosine_note = "no pair has two votes yet"
     if plot is not None:
         if not report.cosine_bins:
             raise UsageError("--plot: no pair has both a cosine and two votes yet, so there is nothing to plot")

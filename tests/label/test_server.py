@@ -247,3 +247,33 @@ def test_security_headers(labelled_store):
         assert r.headers["referrer-policy"] == "no-referrer" and "frame-ancestors 'none'" in r.headers[
             "content-security-policy"]
         assert "http://" not in r.text.split("<body>")[0]  # nothing loaded from elsewhere
+
+
+def test_server_sees_labels_other_processes_write(labelled_store, tmp_path):
+    import json
+    import time
+
+    from pairsift.label.importing import import_labels
+
+    with client(labelled_store, refresh_seconds=0.05) as c:
+        shown = form_of(c.get("/label/alice").text)["pair_id"]
+        path = tmp_path / "l.jsonl"
+        path.write_text(json.dumps({"pair_id": shown, "label": "a", "annotator": "alice"}) + "\n")
+        import_labels(labelled_store, "u", path)  # written behind the server's back
+        for _ in range(400):  # the server polls the table; wait until it has seen the new label
+            page = c.get("/label/alice").text
+            if progress_of(page)[0] == 1:
+                break
+            time.sleep(0.05)
+        assert progress_of(page)[0] == 1 and form_of(page)["pair_id"] != shown
+
+
+def test_cli_refuses_an_open_bind_without_token_and_a_missing_subset(labelled_store):
+    from click.testing import CliRunner
+
+    from pairsift.cli import cli
+
+    res = CliRunner().invoke(cli, ["label", "serve", "u", "--store", labelled_store.uri, "--host", "0.0.0.0"])
+    assert res.exit_code == 1 and res.output.startswith("Error: --host 0.0.0.0") and "--token" in res.output
+    res = CliRunner().invoke(cli, ["label", "serve", "nope", "--store", labelled_store.uri, "--port", "0"])
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and "nope" in res.output

@@ -6,6 +6,10 @@ only then completes each waiter, so a page is told "saved" only for a label that
 kill -9 at any moment loses no confirmed label. Under load, many labels share one commit
 instead of queueing one commit each (BENCHMARKS.md, issue 11). A failed commit fails every
 label in it; none is confirmed.
+
+Every commit adds a small fragment, and a merge-insert scans every fragment (measured: 15 ms
+with 1 fragment, 64 ms with 300), so every `compact_every` commits the writer compacts the
+table's files (a Lance rewrite: same rows, same versions history, nothing deleted).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ _STOP = object()
 
 
 class LabelWriter:
-    def __init__(self, store: Store, max_batch: int = 256):
+    def __init__(self, store: Store, max_batch: int = 256, compact_every: int = 32):
         self.table = open_labels(store)
         self.max_batch = max(1, int(max_batch))
+        self.compact_every = compact_every
+        self._since_compaction = 0
         self.versions: set[int] = set()  # table versions this writer committed
         self.commits = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -83,8 +89,19 @@ class LabelWriter:
                 continue
             self.versions.add(version)
             self.commits += 1
+            self._since_compaction += 1
             for _, fut in group:
                 fut.set_result(version)
+        if self.compact_every and self._since_compaction >= self.compact_every:
+            self._compact()
+
+    def _compact(self) -> None:
+        self._since_compaction = 0
+        try:
+            self.table.to_lance().optimize.compact_files()
+            self.versions.add(self.table.version)
+        except Exception:  # noqa: BLE001 - e.g. a conflict with another writer: compact next time
+            return
 
     # The two commits; a benchmark baseline overrides them.
 
