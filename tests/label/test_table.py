@@ -83,3 +83,15 @@ def test_concurrent_processes_lose_and_duplicate_nothing(tmp_path, stagger):
 
     ids = read(open_store(uri), "u")["label_id"].to_list()
     assert len(ids) == len(set(ids)) == 6 * 5 + 4 * 6  # shared keys once, every worker's own
+
+
+def test_the_label_room_never_imports_training_or_models():
+    import subprocess
+    import sys
+
+    code = ("import sys, pairsift.label.importing, pairsift.label.resolve, pairsift.label.stats, "
+            "pairsift.label.formats, pairsift.label.server.app; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'pairsift.train', 'pairsift.cli') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
