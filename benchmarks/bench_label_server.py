@@ -45,7 +45,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pairsift.store import open_store  # noqa: E402
+from pairsift.store import open_store
 
 HIDDEN = ("csrf", "subset", "pair_id", "round", "left", "shown_at")
 CHOICES = ("left", "right", "tie", "both_bad", "skip")
@@ -88,17 +88,18 @@ def build_store(root: Path, prompts: int) -> Path:
 
 
 def serve(variant: str, store_uri: str) -> None:
-    import uvicorn
-
     from pairsift.label.server.app import make_app
     from pairsift.label.server.config import ServeConfig
-    from pairsift.label.server.run import bind
+    from pairsift.label.server.run import bind, run_app
     from pairsift.label.server.writer import LabelWriter
 
     class AppendWriter(LabelWriter):
+        """The LanceDB call a web app would make per request: table.add."""
+
         def commit_inserts(self, rows: pa.Table) -> int:
-            self.table.add(rows)
-            return self.table.version
+            table = self.store.db.open_table("labels")
+            table.add(rows)
+            return table.version
 
     store = open_store(store_uri)
     config = ServeConfig(port=0, refresh_seconds=3600)
@@ -107,10 +108,8 @@ def serve(variant: str, store_uri: str) -> None:
     app = make_app(store, "bench", config, writer=writer)
     sock = bind("127.0.0.1", 0)
     print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                           backlog=2048, timeout_keep_alive=60))
     try:
-        server.run(sockets=[sock])
+        run_app(app, sock)  # what `pairsift label serve` runs, for every variant
     except KeyboardInterrupt:  # the SIGINT that stops it; the queue was committed on the way out
         pass
 
@@ -125,8 +124,8 @@ async def annotator(client, who: str, n: int, latencies: list, confirmed: list, 
         page = await client.get(f"/label/{who}")
         if 'id="done-page"' in page.text:
             return
-        data = dict((k, v) for k, v in re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text)
-                    if k in HIDDEN)
+        data = {k: v for k, v in re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text)
+                    if k in HIDDEN}
         data["choice"] = CHOICES[i % len(CHOICES)]
         t0 = time.perf_counter()
         for attempt in range(5):  # what a page does when the connection drops: send the same form again

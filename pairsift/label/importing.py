@@ -44,7 +44,6 @@ from .table import (
     effective,
     label_id,
     now,
-    open_labels,
     parse_choice,
     read,
     rows_table,
@@ -275,7 +274,7 @@ def import_labels(
             report.changed += 1
         write.append(row)
     if write:
-        report.version = upsert(open_labels(store), rows_table(write))
+        report.version = upsert(store, rows_table(write))
         hooks.committed("label-import")
     report.annotators = sorted({r["annotator"] for r in labels})
     counts = pl.Series([r["choice"] for r in labels], dtype=pl.String).value_counts(sort=True)

@@ -36,33 +36,32 @@ def test_ids_and_choices():
 
 
 def test_insert_is_idempotent_and_effective_takes_the_last_live_round(tmp_store):
-    table = open_labels(tmp_store)
     rows = [_row("p1", "x"), _row("p1", "y", choice="b"), _row("p2", "x", choice="tie")]
-    insert_new(table, rows_table(rows))
-    insert_new(table, rows_table(rows + rows))  # again, and with in-batch duplicates
+    insert_new(tmp_store, rows_table(rows))
+    insert_new(tmp_store, rows_table(rows + rows))  # again, and with in-batch duplicates
     assert tmp_store.count("labels") == 3
     # x takes back p1 (round 0) and labels it again (round 1), then undoes round 1 too
-    upsert(table, rows_table([_row("p1", "x", undone=True), _row("p1", "x", 1, "b", t=5)]))
+    upsert(tmp_store, rows_table([_row("p1", "x", undone=True), _row("p1", "x", 1, "b", t=5)]))
     eff = {(r["pair_id"], r["annotator"]): r for r in effective(read(tmp_store, "u")).to_dicts()}
     assert eff[("p1", "x")]["round"] == 1 and eff[("p1", "x")]["choice"] == "b"
-    upsert(table, rows_table([_row("p1", "x", 1, "b", undone=True, t=5)]))
+    upsert(tmp_store, rows_table([_row("p1", "x", 1, "b", undone=True, t=5)]))
     eff = {(r["pair_id"], r["annotator"]) for r in effective(read(tmp_store, "u")).to_dicts()}
     assert eff == {("p1", "y"), ("p2", "x")}
     assert read(tmp_store, pair_ids=["p2"]).height == 1 and read(tmp_store, "nope").height == 0
 
 
 def _writer(uri: str, worker: int, start: float, out) -> None:
-    from pairsift.label.table import insert_new, open_labels, rows_table
+    from pairsift.label.table import insert_new, rows_table
     from pairsift.store import open_store
 
     store = open_store(uri)
     time.sleep(max(0.0, start - time.time()))
-    table = open_labels(store)  # several processes create the table at once
+    open_labels(store)  # several processes create the table at once
     for k in range(6):
         # every worker inserts the same 5 keys per round (a retried POST on two servers), plus its own
         shared = [_row(f"s{k}-{j}", "shared") for j in range(5)]
         own = [_row(f"w{worker}-{k}", f"w{worker}")]
-        insert_new(table, rows_table(shared + own))
+        insert_new(store, rows_table(shared + own))
     out.put(worker)
 
 

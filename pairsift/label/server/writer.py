@@ -28,7 +28,8 @@ _STOP = object()
 
 class LabelWriter:
     def __init__(self, store: Store, max_batch: int = 256, compact_every: int = 32):
-        self.table = open_labels(store)
+        self.store = store
+        open_labels(store)  # create it now, not on the first label
         self.max_batch = max(1, int(max_batch))
         self.compact_every = compact_every
         self._since_compaction = 0
@@ -98,15 +99,16 @@ class LabelWriter:
     def _compact(self) -> None:
         self._since_compaction = 0
         try:
-            self.table.to_lance().optimize.compact_files()
-            self.versions.add(self.table.version)
+            ds = open_labels(self.store)
+            ds.optimize.compact_files()
+            self.versions.add(ds.version)
         except Exception:  # noqa: BLE001 - e.g. a conflict with another writer: compact next time
             return
 
     # The two commits; a benchmark baseline overrides them.
 
     def commit_inserts(self, rows: pa.Table) -> int:
-        return insert_new(self.table, rows)
+        return insert_new(self.store, rows)
 
     def commit_undos(self, rows: pa.Table) -> int:
-        return mark_undone(self.table, rows)
+        return mark_undone(self.store, rows)
