@@ -134,8 +134,8 @@ def make_app(store: Store, subset: str, config: ServeConfig | None = None, *,
         if name is not None:
             name = name.strip()
             if not _NAME.match(name):
-                return page("start.html", status=400, progress=state.progress(), problem=
-                            "Use 1-64 letters, digits and . _ @ + - (starting with a letter or digit).")
+                problem = "Use 1-64 letters, digits and . _ @ + - (starting with a letter or digit)."
+                return page("start.html", status=400, progress=state.progress(), problem=problem)
             return RedirectResponse(f"/label/{quote(name)}", status_code=303)
         return page("start.html", progress=state.progress(), problem=None)
 
