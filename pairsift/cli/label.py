@@ -5,16 +5,9 @@ from __future__ import annotations
 import click
 
 from ..label.server.config import ServeConfig
-from .options import echo_json, store_option
+from .options import echo_json, echo_report, json_option, store_option
 
 _DEFAULTS = ServeConfig()
-
-
-def _report(report, as_json: bool) -> None:
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        click.echo(report.summary())
 
 
 @click.group()
@@ -79,7 +72,7 @@ def label_serve(store, subset, host, port, overlap, guidelines, token, lease_sec
 @click.option("--annotator", default=None, help="Annotator of every label in FILE (overrides the file's).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "rows", "argilla", "label-studio"]), default="auto",
               show_default=True, help="rows: JSONL/JSON/CSV with pair_id + label|chosen_id.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option()
 def label_import(store, subset, file, annotator, fmt, as_json):
     """Add the labels in FILE to SUBSET's labels (idempotent; one commit).
 
@@ -95,7 +88,7 @@ def label_import(store, subset, file, annotator, fmt, as_json):
     """
     from ..label.importing import import_labels
 
-    _report(import_labels(store, subset, file, annotator=annotator, format=fmt), as_json)
+    echo_report(import_labels(store, subset, file, annotator=annotator, format=fmt), as_json)
 
 
 @label.command("resolve")
@@ -103,7 +96,7 @@ def label_import(store, subset, file, annotator, fmt, as_json):
 @store_option
 @click.option("--min-votes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Votes a pair needs before it is oriented.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option()
 def label_resolve(store, subset, min_votes, as_json):
     """Orient SUBSET's pairs by majority vote of their annotators.
 
@@ -119,7 +112,7 @@ def label_resolve(store, subset, min_votes, as_json):
     """
     from ..label.resolve import resolve
 
-    _report(resolve(store, subset, min_votes=min_votes), as_json)
+    echo_report(resolve(store, subset, min_votes=min_votes), as_json)
 
 
 @label.command("stats")
@@ -128,7 +121,7 @@ def label_resolve(store, subset, min_votes, as_json):
 @click.option("--embedding", default=None, help="Cosine set for agreement by similarity (default: the only one).")
 @click.option("--bins", type=click.IntRange(min=1), default=5, show_default=True, help="Equal-count cosine bins.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write agreement by cosine as this PNG.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option()
 def label_stats(store, subset, embedding, bins, plot, as_json):
     """Annotators of SUBSET: counts, seconds per label, agreement (raw, Cohen's / Fleiss' kappa)
     and agreement by the pair's cosine.
@@ -141,7 +134,7 @@ def label_stats(store, subset, embedding, bins, plot, as_json):
     """
     from ..label.stats import label_stats as run
 
-    _report(run(store, subset, embedding=embedding, bins=bins, plot=plot), as_json)
+    echo_report(run(store, subset, embedding=embedding, bins=bins, plot=plot), as_json)
 
 
 @label.command("export")
@@ -154,7 +147,7 @@ def label_stats(store, subset, embedding, bins, plot, as_json):
 @click.option("--all", "all_pairs", is_flag=True, help="Every pair, also those that already have a label.")
 @click.option("--label-config", type=click.Path(dir_okay=False), default=None,
               help="Also write the Label Studio labelling config (XML) here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option()
 def label_export(store, subset, out, fmt, reveal, all_pairs, label_config, as_json):
     """Write SUBSET's unlabelled pairs for Argilla or Label Studio (blind: texts and ids only).
 
@@ -171,7 +164,7 @@ def label_export(store, subset, out, fmt, reveal, all_pairs, label_config, as_js
     report = export_for_annotation(store, subset, out, fmt, reveal=reveal, all_pairs=all_pairs,
                                    label_config=label_config)
     if as_json:
-        echo_json(report.to_dict())
+        echo_json(report)
         return
     left = f" ({report.skipped_labelled:,} already labelled left out)" if report.skipped_labelled else ""
     click.echo(f"'{subset}': {report.pairs:,} pairs written to {report.path} for {fmt}{left}"
