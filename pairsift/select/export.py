@@ -4,7 +4,8 @@ A labelled subset (every pair oriented) exports TRL's columns ``prompt``, ``chos
 ``rejected``: plain strings, or conversational message lists when the prompt was ingested with
 messages (a plain prompt then becomes one user message, a plain response one assistant
 message, so the column has one type). An unlabelled subset exports ``response_a`` /
-``response_b`` for annotators instead; `pairsift label import` reads their labels back.
+``response_b`` for annotators instead, blind (texts and ids only, unless ``reveal``);
+`pairsift label import` reads their labels back.
 Every row also carries the ids, the subset's rank and score, the orientation's label source,
 and every feature column of ``pair_features`` ("a minus b" gaps, with a_id/b_id saying which
 side is a). Texts and features are read at the table versions the subset recorded (tagged, so
@@ -96,8 +97,9 @@ def _as_messages(msgs: str, text: str, role: str) -> pl.Expr:
     return pl.when(pl.col(msgs).is_null()).then(one).otherwise(pl.col(msgs))
 
 
-def export_frame(store, name: str) -> tuple[pl.DataFrame, bool, bool]:
-    """(rows to write, labelled, conversational)."""
+def export_frame(store, name: str, reveal: bool = False) -> tuple[pl.DataFrame, bool, bool]:
+    """(rows to write, labelled, conversational). An unlabelled subset is exported blind (texts
+    and ids only: sources, scores and features bias annotators) unless `reveal`."""
     df, manifest = subset_frame(store, name)
     labelled = bool(manifest["labelled"]) and df["chosen_id"].is_not_null().all()
     conversational = df["p_msgs"].is_not_null().any()
@@ -117,16 +119,18 @@ def export_frame(store, name: str) -> tuple[pl.DataFrame, bool, bool]:
         texts = [prompt.alias("prompt"), a.alias("response_a"), b.alias("response_b")]
     ids = ["prompt_id", "pair_id", "a_id", "b_id", "chosen_id", "rejected_id", "label_source", "rank", "score"]
     feature_cols = [c for c in df.columns if c not in set(ids) | {"p_text", "p_msgs", "a_text", "a_msgs", "b_text", "b_msgs"}]
+    if not labelled and not reveal:
+        ids, feature_cols = ["prompt_id", "pair_id", "a_id", "b_id"], []
     out = df.select(*texts, *ids, *feature_cols)
     return out, labelled, conversational
 
 
-def export(store, name: str, out: str | Path, format: str | None = None) -> ExportReport:
+def export(store, name: str, out: str | Path, format: str | None = None, reveal: bool = False) -> ExportReport:
     """Write subset `name` to `out` as JSONL, Parquet or an HF ``save_to_disk`` folder."""
     fmt = format or guess_format(out)
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    df, labelled, conversational = export_frame(store, name)
+    df, labelled, conversational = export_frame(store, name, reveal)
     out = Path(out)
     if fmt == "hf":
         datasets = require("datasets", "train")

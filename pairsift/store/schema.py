@@ -313,3 +313,38 @@ def pair_features_schema(sets: FeatureSets, meta: dict) -> pa.Schema:
     return with_version(schema).with_metadata(
         {**with_version(schema).metadata, FEATURES_META_KEY: json.dumps(meta, sort_keys=True).encode()}
     )
+
+
+# ---- annotator labels (written by `pairsift label serve` / `label import`, read by resolve/stats) --
+#
+# One row per label an annotator gave (the audit log: undone labels stay, marked `undone_at`).
+# `label_id` = content hash of (subset, pair_id, annotator, round), so a retried submission or a
+# re-imported file maps to the row it already wrote. The key carries Lance's primary-key field
+# metadata: with it, concurrent merge-inserts of one new key conflict and retry instead of both
+# inserting (measured: without it, 6 processes inserting the same 50 keys left 55 rows).
+
+PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
+
+#: Annotator choices, in terms of the pair's a_id / b_id (never the screen sides).
+LABEL_CHOICES = ("a", "b", "tie", "both_bad", "skip")
+
+LABELS = with_version(
+    pa.schema(
+        [
+            pa.field("label_id", pa.string(), nullable=False, metadata={**UNCOMPRESSED, **PRIMARY_KEY}),
+            pa.field("subset", pa.string(), nullable=False),
+            id_field("pair_id"),
+            pa.field("annotator", pa.string(), nullable=False),
+            # 0 for an annotator's first label of a pair; +1 after each undo of it.
+            pa.field("round", pa.int32(), nullable=False),
+            pa.field("choice", pa.string(), nullable=False),  # one of LABEL_CHOICES
+            # Which response was shown on the left ("a" or "b"); null when unknown (imports).
+            pa.field("left", pa.string()),
+            pa.field("rationale", pa.string()),
+            pa.field("seconds", pa.float64()),  # time on the page; null when unknown
+            pa.field("origin", pa.string(), nullable=False),  # "web", "file", "argilla", "label-studio"
+            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("undone_at", pa.timestamp("us", tz="UTC")),  # set by undo; the label no longer counts
+        ]
+    )
+)

@@ -112,7 +112,8 @@ def check_labelled(members: pl.DataFrame, name: str) -> None:
     if missing:
         raise UsageError(
             f"subset '{name}' has {missing} of {members.height} pairs without a label (no chosen/rejected): "
-            "it cannot be trained or evaluated on; run `pairsift label import` first"
+            "it cannot be trained or evaluated on; label them (`pairsift label serve` or `pairsift label import`), "
+            "then run `pairsift label resolve`"
         )
     bad = members.filter(
         ~(
@@ -123,7 +124,7 @@ def check_labelled(members: pl.DataFrame, name: str) -> None:
     if bad.height:
         raise IntegrityError(
             f"subset '{name}': {bad.height} pairs have chosen/rejected ids that are not their a_id/b_id "
-            f"(first pair_id {bad['pair_id'][0]}): re-run `pairsift label import`"
+            f"(first pair_id {bad['pair_id'][0]}): re-run `pairsift label resolve`"
         )
 
 

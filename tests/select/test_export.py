@@ -1,4 +1,4 @@
-"""Export (TRL / annotation formats, recorded versions) and the label-import round trip."""
+"""Export (TRL / annotation formats, recorded versions); label import is tested in tests/label."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pairsift.cli import cli
-from pairsift.errors import InvalidRecord
 from pairsift.select.export import export
-from pairsift.select.labels import import_labels
 from pairsift.select.subsets import load_subset, select
 
 from .strategy_data import EMB, random_world, write_world
@@ -60,60 +58,15 @@ def test_conversational_and_hf(tmp_store, tmp_path):
     assert len(ds) == rep.rows
 
 
-def test_annotation_round_trip(tmp_store, tmp_path):
+def test_unlabelled_export_is_blind_unless_revealed(tmp_store, tmp_path):
     write_world(tmp_store, random_world(np.random.default_rng(2), 12, scored=False))
     select(tmp_store, "easy", "u", embedding=EMB)
     rep = export(tmp_store, "u", tmp_path / "u.jsonl")
-    assert not rep.labelled and "response_a" in rep.columns and "chosen" not in rep.columns
+    assert not rep.labelled and "chosen" not in rep.columns
+    # annotators see texts and ids only: no generator names, scores or features to bias them
+    assert rep.columns == ["prompt", "response_a", "response_b", "prompt_id", "pair_id", "a_id", "b_id"]
     out = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
     texts = _texts(tmp_store)
     assert all(o["response_a"] == texts[o["a_id"]]["text"] for o in out)
-
-    # half labelled by letter (JSONL), the rest by chosen_id (CSV)
-    first, rest = out[:5], out[5:]
-    (tmp_path / "l.jsonl").write_text("".join(json.dumps({"pair_id": o["pair_id"], "label": "ab"[i % 2]}) + "\n"
-                                              for i, o in enumerate(first)))
-    r1 = import_labels(tmp_store, "u", tmp_path / "l.jsonl")
-    assert (r1.labelled_now, r1.unlabelled_left, r1.subset_labelled) == (5, 7, False)
-    assert load_subset(tmp_store, "u")[0]["labelled"] is False
-    (tmp_path / "l.csv").write_text("pair_id,chosen_id\n" + "".join(f"{o['pair_id']},{o['b_id']}\n" for o in rest))
-    res = CliRunner().invoke(cli, ["label", "import", "u", str(tmp_path / "l.csv"), "--store", tmp_store.uri])
-    assert res.exit_code == 0 and "fully labelled" in res.output, res.output
-
-    manifest, members = load_subset(tmp_store, "u")
-    assert manifest["labelled"] and manifest["counts"]["annotated"] == 12
-    got = {m["pair_id"]: m for m in members.to_pylist()}
-    for i, o in enumerate(out):
-        m = got[o["pair_id"]]
-        want = (o["a_id"] if i < 5 and i % 2 == 0 else o["b_id"])
-        assert m["chosen_id"] == want
-        assert m["rejected_id"] == (o["b_id"] if want == o["a_id"] else o["a_id"])
-        assert m["label_source"] == "annotator"
-    final = export(tmp_store, "u", tmp_path / "final.jsonl")
-    assert final.labelled
-    rows = [json.loads(line) for line in (tmp_path / "final.jsonl").read_text().splitlines()]
-    assert all(r["chosen"] == texts[r["chosen_id"]]["text"] for r in rows)
-
-
-@pytest.mark.parametrize(
-    "content, line, field",
-    [
-        ('{"pair_id": "nope", "label": "a"}\n', 1, "pair_id"),
-        ('\n{"pair_id": "P", "label": "c"}\n', 2, "label"),
-        ('{"pair_id": "P"}\n', 1, "label"),
-        ('{"pair_id": "P", "chosen_id": "x"}\n', 1, "chosen_id"),
-        ('{"pair_id": "P", "label": "a"}\n{"pair_id": "P", "label": "b"}\n', 2, "pair_id"),
-        ('{"pair_id": "P", "label": "a", "chosen_id": "B"}\n', 1, "chosen_id"),
-        ('not json\n', 1, None),
-    ],
-)
-def test_label_import_errors_name_file_and_line(tmp_store, tmp_path, content, line, field):
-    write_world(tmp_store, random_world(np.random.default_rng(3), 4, scored=False))
-    select(tmp_store, "easy", "u", embedding=EMB)
-    m = load_subset(tmp_store, "u")[1].to_pylist()[0]
-    path = tmp_path / "bad.jsonl"
-    path.write_text(content.replace('"P"', json.dumps(m["pair_id"])).replace('"B"', json.dumps(m["b_id"])))
-    with pytest.raises(InvalidRecord) as e:
-        import_labels(tmp_store, "u", path)
-    assert e.value.line == line and e.value.field == field and str(path) in str(e.value)
-    assert load_subset(tmp_store, "u")[1].column("chosen_id").null_count == 4  # nothing written
+    revealed = export(tmp_store, "u", tmp_path / "r.jsonl", reveal=True)
+    assert {"source_a", "score", "rank", f"cos_{EMB}"} <= set(revealed.columns)

@@ -1,0 +1,96 @@
+"""The labels table: ids, choices, effective labels, and concurrent writers (real processes)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pairsift.label.table import (
+    effective,
+    insert_new,
+    label_id,
+    open_labels,
+    parse_choice,
+    read,
+    rows_table,
+    upsert,
+)
+
+
+def _row(pair: str, who: str, rnd: int = 0, choice: str = "a", undone: bool = False, t: int = 0) -> dict:
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=t)
+    return {"label_id": label_id("u", pair, who, rnd), "subset": "u", "pair_id": pair, "annotator": who,
+            "round": rnd, "choice": choice, "left": None, "rationale": None, "seconds": None, "origin": "file",
+            "created_at": at, "undone_at": at if undone else None}
+
+
+def test_ids_and_choices():
+    assert label_id("u", "p", "x", 0) == label_id("u", "p", "x", 0) != label_id("u", "p", "x", 1)
+    assert label_id("u", "p", "x", 0) != label_id("v", "p", "x", 0) != label_id("u", "p", "y", 0)
+    assert [parse_choice(x) for x in ("A", " b ", "Tie", "both  bad", "BOTH_BAD", "both-bad", "skip")] == [
+        "a", "b", "tie", "both_bad", "both_bad", "both_bad", "skip"]
+    assert parse_choice("c") is None and parse_choice(1) is None and parse_choice(None) is None
+
+
+def test_insert_is_idempotent_and_effective_takes_the_last_live_round(tmp_store):
+    rows = [_row("p1", "x"), _row("p1", "y", choice="b"), _row("p2", "x", choice="tie")]
+    insert_new(tmp_store, rows_table(rows))
+    insert_new(tmp_store, rows_table(rows + rows))  # again, and with in-batch duplicates
+    assert tmp_store.count("labels") == 3
+    # x takes back p1 (round 0) and labels it again (round 1), then undoes round 1 too
+    upsert(tmp_store, rows_table([_row("p1", "x", undone=True), _row("p1", "x", 1, "b", t=5)]))
+    eff = {(r["pair_id"], r["annotator"]): r for r in effective(read(tmp_store, "u")).to_dicts()}
+    assert eff[("p1", "x")]["round"] == 1 and eff[("p1", "x")]["choice"] == "b"
+    upsert(tmp_store, rows_table([_row("p1", "x", 1, "b", undone=True, t=5)]))
+    eff = {(r["pair_id"], r["annotator"]) for r in effective(read(tmp_store, "u")).to_dicts()}
+    assert eff == {("p1", "y"), ("p2", "x")}
+    assert read(tmp_store, pair_ids=["p2"]).height == 1 and read(tmp_store, "nope").height == 0
+
+
+def _writer(uri: str, worker: int, start: float, out) -> None:
+    from pairsift.label.table import insert_new, rows_table
+    from pairsift.store import open_store
+
+    store = open_store(uri)
+    time.sleep(max(0.0, start - time.time()))
+    open_labels(store)  # several processes create the table at once
+    for k in range(6):
+        # every worker inserts the same 5 keys per round (a retried POST on two servers), plus its own
+        shared = [_row(f"s{k}-{j}", "shared") for j in range(5)]
+        own = [_row(f"w{worker}-{k}", f"w{worker}")]
+        insert_new(store, rows_table(shared + own))
+    out.put(worker)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stagger", [0.0, 0.15])
+def test_concurrent_processes_lose_and_duplicate_nothing(tmp_path, stagger):
+    uri = str(tmp_path / "store")
+    ctx = mp.get_context("spawn")  # Lance is not fork-safe
+    out = ctx.Queue()
+    start = time.time() + 4.0
+    procs = [ctx.Process(target=_writer, args=(uri, i, start + i * stagger, out)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    from pairsift.store import open_store
+
+    ids = read(open_store(uri), "u")["label_id"].to_list()
+    assert len(ids) == len(set(ids)) == 6 * 5 + 4 * 6  # shared keys once, every worker's own
+
+
+def test_the_label_room_never_imports_training_or_models():
+    import subprocess
+    import sys
+
+    code = ("import sys, pairsift.label.importing, pairsift.label.resolve, pairsift.label.stats, "
+            "pairsift.label.formats, pairsift.label.server.app; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'pairsift.train', 'pairsift.cli') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
