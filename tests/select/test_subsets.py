@@ -165,3 +165,34 @@ def test_strategy_whose_input_is_missing_everywhere_says_what_to_run(tmp_store):
     assert not subset_exists(tmp_store, "bon")
     result = select(tmp_store, "dcrm", "bon", logprobs="ref", reward="fake")
     assert result.counts["selected"] > 0
+
+
+def test_subsets_written_before_runs_existed_still_read_and_upgrade(world_store):
+    """A store whose subset tables an older pairsift wrote (no `run`, no `revision` columns)."""
+    import pyarrow as pa
+
+    from pairsift.store.schema import SUBSET_MEMBERS, SUBSETS
+
+    store, _ = world_store
+    select(store, "random", "fresh", seed=1)
+    manifest, members = load_subset(store, "fresh")
+    old_members = pa.schema([f for f in SUBSET_MEMBERS if f.name != "run"])
+    old_subsets = pa.schema([f for f in SUBSETS if f.name not in ("run", "revision")])
+    row = {k: v for k, v in manifest.row().items() if k in old_subsets.names}
+    row.update(name="legacy", tag="subset-legacy")
+    legacy_members = members.drop_columns(["run"]).set_column(
+        0, "subset", pa.array(["legacy"] * members.num_rows, pa.string()))
+    for name in ("subsets", "subset_members"):  # an older store: only the legacy subset
+        store.db.drop_table(name)
+    with store.writer() as w:
+        w.append("subset_members", legacy_members, old_members)
+        w.append("subsets", pa.Table.from_pylist([row], old_subsets), old_subsets)
+    got, got_members = load_subset(store, "legacy")
+    assert got.run is None and got.revision == 0
+    assert got_members.column("pair_id").to_pylist() == members.column("pair_id").to_pylist()
+    # writing upgrades the tables in place (nullable columns added), and replace works
+    select(store, "random", "legacy", seed=2, replace=True)
+    new, new_members = load_subset(store, "legacy")
+    assert new.run is not None and new.revision == 1 and new_members.num_rows == new.counts["selected"]
+    assert store.count("subset_members", "subset = 'legacy'") == new_members.num_rows
+    assert "run" in store.dataset("subsets").schema.names
