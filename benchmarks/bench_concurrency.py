@@ -71,12 +71,27 @@ def expected_ids(k: int, n: int) -> dict[str, set]:
 # ---- workers (spawned processes) -------------------------------------------------------------
 
 
-def ingest_worker(uri, opts, path, rounds, out):
+def warm_up() -> None:
+    """Pay the first-use costs (imports, Lance's first open) before the clock starts."""
     from pairsift.ingest.pipeline import ingest
     from pairsift.store import open_store
 
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "w.jsonl"
+        p.write_text(json.dumps(records(0, 1)[0]) + "\n")
+        ingest(open_store(Path(d) / "s"), p)
+
+
+def ingest_worker(uri, opts, path, rounds, out, barrier=None):
+    from pairsift.ingest.pipeline import ingest
+    from pairsift.store import open_store
+
+    warm_up()
     store = open_store(uri, opts)
     done = errors = 0
+    if barrier is not None:
+        barrier.wait()  # every process has warmed up: the work starts together
+    out.put(("ingest_start", time.time(), 0))
     for _ in range(rounds):
         try:
             ingest(store, path)
@@ -85,26 +100,38 @@ def ingest_worker(uri, opts, path, rounds, out):
             errors += 1
             print(f"ingest error: {e}", file=sys.stderr)
     out.put(("ingest", done, errors))
+    out.put(("ingest_end", time.time(), 0))
 
 
-def loop_worker(kind, uri, opts, stop, out):
+def loop_worker(kind, uri, opts, stop, out, barrier, min_runs):
     from pairsift.features.pairs import build_pairs
     from pairsift.select.subsets import select
     from pairsift.store import open_store
 
+    warm_up()
     store = open_store(uri, opts)
     done = errors = 0
     seed = 0
-    while not stop.is_set():
+    barrier.wait()
+    after_stop = 0  # runs that started after the ingests ended (on the final data)
+    deadline = None
+    while not stop.is_set() or after_stop < min_runs:
+        if stop.is_set() and deadline is None:
+            deadline = time.time() + 600
+        if deadline is not None and time.time() > deadline:
+            break
+        late = stop.is_set()
         try:
             if kind == "pairs":
                 if store.has_table("responses"):
                     build_pairs(store)
                     done += 1
+                    after_stop += late
             elif store.has_table("pair_features"):
                 seed += 1
                 select(store, "random", "stress", seed=seed, replace=True)
                 done += 1
+                after_stop += late
         except Exception as e:  # noqa: BLE001 - counted and reported
             errors += 1
             print(f"{kind} error: {type(e).__name__}: {e}", file=sys.stderr)
@@ -175,39 +202,63 @@ def audit(uri, opts, want: dict[str, set], export_dir: Path) -> dict:
 # ---- runs --------------------------------------------------------------------------------------
 
 
-def run_stress(uri, opts, paths, rounds) -> dict:
+def run_stress(uri, opts, paths, rounds, min_loop_runs: int = 2) -> dict:
+    """All processes import first, then start together (a barrier); the ingest time is from that
+    start to the last ingest's end; the loops go on until each has run on the final data."""
     ctx = mp.get_context("spawn")
     out, stop = ctx.Queue(), ctx.Event()
-    t0 = time.perf_counter()
-    ingests = [ctx.Process(target=ingest_worker, args=(uri, opts, str(p), rounds, out)) for p in paths]
-    loops = [ctx.Process(target=loop_worker, args=(kind, uri, opts, stop, out)) for kind in ("pairs", "select")]
+    barrier = ctx.Barrier(len(paths) + 3)
+    ingests = [ctx.Process(target=ingest_worker, args=(uri, opts, str(p), rounds, out, barrier)) for p in paths]
+    loops = [ctx.Process(target=loop_worker, args=(kind, uri, opts, stop, out, barrier, min_loop_runs))
+             for kind in ("pairs", "select")]
     for p in ingests + loops:
         p.start()
+    barrier.wait()
+    t0 = time.time()
     for p in ingests:
         p.join()
-    ingest_seconds = time.perf_counter() - t0
-    time.sleep(2.0)  # let the loops run once more on the final data
     stop.set()
     for p in loops:
         p.join()
     runs: dict[str, list[int]] = {}
+    start, end = None, t0
     while not out.empty():
         kind, done, errors = out.get()
+        if kind == "ingest_end":
+            end = max(end, done)
+            continue
+        if kind == "ingest_start":
+            start = done if start is None else min(start, done)
+            continue
         r = runs.setdefault(kind, [0, 0])
         r[0] += done
         r[1] += errors
-    return {"runs": runs, "ingest_seconds": round(ingest_seconds, 2), "seconds": round(time.perf_counter() - t0, 2)}
+    return {"runs": {k: {"completed": v[0], "errors": v[1]} for k, v in runs.items()},
+            "ingest_seconds": round(end - (start or t0), 2), "seconds": round(time.time() - t0, 2)}
+
+
+def sequential_worker(uri, opts, paths, rounds, out):
+    from pairsift.ingest.pipeline import ingest
+    from pairsift.store import open_store
+
+    warm_up()
+    store = open_store(uri, opts)
+    t0 = time.perf_counter()
+    for p in paths:
+        for _ in range(rounds):
+            ingest(store, p)
+    out.put(time.perf_counter() - t0)
 
 
 def run_sequential(uri, opts, paths, rounds) -> float:
+    """The same ingests one after another in one warmed-up process: no contention at all."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    t0 = time.perf_counter()
-    for p in paths:
-        proc = ctx.Process(target=ingest_worker, args=(uri, opts, str(p), rounds, out))
-        proc.start()
-        proc.join()
-    return time.perf_counter() - t0
+    proc = ctx.Process(target=sequential_worker, args=(uri, opts, [str(p) for p in paths], rounds, out))
+    proc.start()
+    seconds = out.get()
+    proc.join()
+    return seconds
 
 
 def run_naive(uri, opts, paths) -> int:
