@@ -196,3 +196,10 @@ def test_subsets_written_before_runs_existed_still_read_and_upgrade(world_store)
     assert new.run is not None and new.revision == 1 and new_members.num_rows == new.counts["selected"]
     assert store.count("subset_members", "subset = 'legacy'") == new_members.num_rows
     assert "run" in store.dataset("subsets").schema.names
+
+
+def test_summary_counts_read_as_english(world_store):
+    """Issue 12 #5: "1 pairs from 1 prompts"."""
+    store, _ = world_store
+    one = select(store, "top", "one", by=f"cos_{EMB}", k=1)
+    assert "subset 'one' (top): 1 pair from 1 prompt," in one.summary()
