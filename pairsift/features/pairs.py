@@ -346,7 +346,7 @@ def _build(store, labelled_only, embeddings, logprobs, rewards, rebuild, block_r
                 progress(done, total)
             yield tbl
 
-    read_version = ds_old.version if exists else None
+    read_version = ds_old.version if exists else 0  # 0: this run saw no table
     if rebuild:
         version = _rebuild(store, schema, new_prompts(), ds_old)
         report.pairs_added = store.count(TABLE)

@@ -63,7 +63,8 @@ class TableStage:
     table's schema whenever this stage meets a version it did not read (a table created
     concurrently by another job, for instance) and raises if the rows staged do not belong there.
     `version`: read the table as of this version (the one the caller deduplicated against)
-    instead of the latest.
+    instead of the latest; 0 means "as if absent" (the caller saw no table, so every row a
+    concurrent job committed since counts as new to it, and is checked at commit).
     """
 
     def __init__(
@@ -84,11 +85,11 @@ class TableStage:
         self.key: tuple[str, ...] | None = table_key(name) if key is _DEFAULT else key
         self.check = check
         try:
-            ds = store.dataset(name, version)
+            ds = store.dataset(name, version) if version != 0 else None
         except TableNotFound:
-            if schema is None:
-                raise TableNotFound(f"store {store.uri} has no table '{name}' and no schema was given") from None
             ds = None
+        if ds is None and schema is None:
+            raise TableNotFound(f"store {store.uri} has no table '{name}' and no schema was given")
         if ds is not None and schema is not None:
             ds = self._upgrade(ds, schema)
         self.schema = ds.schema if ds is not None else schema
@@ -105,6 +106,7 @@ class TableStage:
         self.fragments: list = []
         self._frag_keys: list[np.ndarray] = []
         self._pending: list[pa.RecordBatch] = []
+        self._pending_keys: list[np.ndarray] = []  # keys of the pending rows, computed once
         self._pending_rows = 0
         self.rows = 0  # rows staged
         self.raced = 0  # staged rows dropped at commit: another writer committed them first
@@ -155,6 +157,8 @@ class TableStage:
             fresh = first & ~in_table
             if not fresh.all():
                 data = data.filter(pa.array(fresh))
+                keys = keys[fresh]
+            self._pending_keys.append(keys)
         if data.num_rows:
             batches = data.to_batches() if isinstance(data, pa.Table) else [data]
             self._pending.extend(b for b in batches if b.num_rows)
@@ -169,10 +173,11 @@ class TableStage:
         if not self._pending:
             return
         table = pa.Table.from_batches(self._pending, self.schema)
-        self._pending, self._pending_rows = [], 0
-        self._write(table)
+        keys = np.concatenate(self._pending_keys) if self._pending_keys else None
+        self._pending, self._pending_keys, self._pending_rows = [], [], 0
+        self._write(table, keys)
 
-    def _write(self, table: pa.Table) -> None:
+    def _write(self, table: pa.Table, keys: np.ndarray | None = None) -> None:
         import lance
 
         try:
@@ -186,7 +191,10 @@ class TableStage:
             )
         except (OSError, ValueError, RuntimeError) as e:
             raise write_error(self.what, e) from None
-        keys = row_keys(table, self.key) if self.key is not None else np.empty(0, np.uint64)
+        if self.key is None:
+            keys = np.empty(0, np.uint64)
+        elif keys is None:
+            keys = row_keys(table, self.key)
         start = 0
         for frag in frags:
             self.fragments.append(frag)

@@ -39,3 +39,23 @@ def test_adding_a_set_never_drops_a_concurrent_append(tmp_path, monkeypatch):
     assert df.height == 25 and df["pair_id"].n_unique() == 25  # the concurrent rows are there, once
     assert df["cos_e1"].null_count() == 0 and df["cos_e2"].null_count() == 0
     check_store(store)
+
+
+def test_two_first_pairs_runs_store_each_pair_once(tmp_path, monkeypatch):
+    """Both runs saw no pair_features; the second to commit must drop every row the first
+    committed (it promised its rows new as of "no table", not as of the table it met)."""
+    store = open_store(tmp_path / "s")
+    ingest(store, write_pairs_file(tmp_path / "a.jsonl", pairs_records(0, 30)))
+    original = features_pairs.read_inputs
+    raced = []
+
+    def with_a_concurrent_job(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            build_pairs(store)  # the other run: creates the table and commits every pair
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(features_pairs, "read_inputs", with_a_concurrent_job)
+    report = build_pairs(store)
+    assert raced and report.pairs_added == 0 and report.pairs_total == 30
+    check_store(store)
