@@ -276,8 +276,8 @@ def run_naive(uri, opts, paths) -> int:
 
 
 def moto_server():
-    from moto.server import ThreadedMotoServer
     import boto3
+    from moto.server import ThreadedMotoServer
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..errors import SubsetNotFound, TableNotFound, UsageError
+from ..errors import StoreError, SubsetNotFound, TableNotFound, UsageError
 from ..report import plural
 from .commit import (
     MAX_ATTEMPTS,
@@ -381,7 +381,7 @@ def collect_orphans(store: Store, grace: timedelta = timedelta(hours=1)) -> dict
     for table in store.table_names():
         try:
             tags = store.dataset(table).tags.list()
-        except Exception:  # noqa: BLE001 - a damaged table keeps its tags
+        except StoreError:  # a damaged table keeps its tags (info reports it)
             continue
         for tag in tags:
             if not tag.startswith("subset-") or tag in live_tags or "." not in tag:

@@ -41,7 +41,7 @@ def kill_points(args: list[str], store_for, after_kill, limit: int = 40) -> int:
     checks it."""
     for n in range(1, limit):
         store = store_for(n)
-        rc, out, err = run([*args, *store_args(store)], PAIRSIFT_TEST_KILL_AFTER_COMMIT=str(n))
+        rc, _, err = run([*args, *store_args(store)], PAIRSIFT_TEST_KILL_AFTER_COMMIT=str(n))
         if rc == 0:
             assert n > 1, "the command made no commit at all"
             return n - 1
@@ -197,7 +197,7 @@ def test_labels_arriving_after_pairs_reorient_existing_rows(tmp_path):
     s = open_store(store.uri, create=False)
     assert s.scan("pair_features").collect()["label_source"].null_count() == 308  # no label yet
     assert run(["ingest", str(HH_SAMPLE), *store_args(store)])[0] == 0  # the ingest completes
-    rc, out, err = run(["pairs", *store_args(store)])
+    rc, _, err = run(["pairs", *store_args(store)])
     assert rc == 0, err
     df = s.scan("pair_features").select("label", "label_source", "orientable").collect()
     assert df.height == 308 and (df["label_source"] == "dataset").all() and df["orientable"].all()

@@ -71,10 +71,9 @@ def test_optimize_collects_orphan_runs_tags_and_aborted_files(tmp_store):
     with tmp_store.writer() as w:
         w.append("subset_members", pa.Table.from_pylist(members, SUBSET_MEMBERS))
     # an aborted write: data files written, never committed
-    with pytest.raises(RuntimeError):
-        with tmp_store.writer(rows_per_file=1) as w:
-            w.append("prompts", prompts("a", "b", "c"))
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), tmp_store.writer(rows_per_file=1) as w:
+        w.append("prompts", prompts("a", "b", "c"))
+        raise RuntimeError("killed")
     data_dir = Path(tmp_store.table_uri("prompts")) / "data"
     files_before = list(data_dir.iterdir())
 
