@@ -51,7 +51,7 @@ def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict[
         if not subset_exists(store, name):
             select(store, strategy, name, embedding=DEMO_EMBEDDING, seed=0)
         manifest, members = load_subset(store, name)
-        subsets[name] = {"strategy": strategy, "pairs": members.num_rows, "counts": manifest["counts"]}
+        subsets[name] = {"strategy": strategy, "pairs": members.num_rows, "counts": manifest.counts}
 
     cos = f"cos_{DEMO_EMBEDDING}"
     features = store.scan("pair_features").select(cos).collect()[cos]

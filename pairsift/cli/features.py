@@ -54,7 +54,7 @@ def pairs(store: Store, labelled_only: bool, embeddings: tuple[str, ...], logpro
 
 
 @click.command()
-@store_option
+@store_option(create=False)
 @click.option("--band", nargs=2, type=float, required=True, metavar="LO HI", help="Cosine range, inclusive.")
 @click.option("--embedding", default=None, metavar="NAME", help="Which cos_NAME column (needed if several).")
 @click.option("--limit", type=int, default=100, show_default=True, help="Rows to show, lowest cosine first; 0: all.")

@@ -29,6 +29,7 @@ def cli() -> None:
 for command in (
     ingest.ingest,
     store.info,
+    store.optimize,
     compute.embed,
     compute.score,
     features.pairs,
@@ -46,4 +47,9 @@ for command in (
 
 
 def main() -> None:
+    import os
+
+    # Lance logs a WARN for every first write to a table; the CLI shows errors only, unless the
+    # user asked for more. (Set here, before Lance loads; never by importing the library.)
+    os.environ.setdefault("LANCE_LOG", "error")
     cli(prog_name="pairsift")

@@ -25,8 +25,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STORE = "pairsift-store"
 
 
-def store_option(f: F) -> F:
-    """--store DIR|URI and --storage-option KEY=VALUE (repeatable), shared by every command."""
+def store_option(f: F | None = None, *, create: bool = True) -> Any:
+    """--store DIR|URI and --storage-option KEY=VALUE (repeatable), shared by every command.
+
+    Read-only commands use ``@store_option(create=False)``: a missing store is an error there,
+    never silently created.
+    """
+    if f is None:
+        return functools.partial(store_option, create=create)
 
     @click.option(
         "--store",
@@ -53,7 +59,7 @@ def store_option(f: F) -> F:
             if not sep:
                 raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--storage-option")
             opts[key] = value
-        return f(*args, store=open_store(store_uri, opts or None), **kwargs)
+        return f(*args, store=open_store(store_uri, opts or None, create=create), **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -116,7 +116,7 @@ def select_cmd(store: Store, strategy: str, name: str, seed: int | None, where: 
 
 
 @click.command()
-@store_option
+@store_option(create=False)
 @json_option("the manifests")
 def subsets(store: Store, as_json: bool) -> None:
     """List the saved subsets: strategy, size, labelled or out for annotation.
@@ -131,7 +131,7 @@ def subsets(store: Store, as_json: bool) -> None:
 
     rows = list_subsets(store)
     if as_json:
-        echo_json(rows)
+        echo_json([r.to_dict() for r in rows])
         return
     if not rows:
         click.echo("(no subsets: create one with `pairsift select STRATEGY --name NAME`)")
@@ -143,7 +143,7 @@ def subsets(store: Store, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@store_option
+@store_option(create=False)
 @click.option("--out", required=True, type=click.Path(path_type=str),
               help="Output: FILE.jsonl, FILE.parquet, or a folder (HF save_to_disk).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default=None,

@@ -84,7 +84,7 @@ def train(store: Store, name: str, recipe: str | None, as_json: bool, **options:
 
 @click.command("eval")
 @click.argument("subset", required=False, metavar="SUBSET")
-@store_option
+@store_option(create=False)
 @click.option("--model", "models", multiple=True, required=True,
               help="Checkpoint dir, or a run dir (all its checkpoint-N). Repeatable or comma-separated.")
 @click.option("--ref-model", required=True, help="Reference model the rewards are measured against.")

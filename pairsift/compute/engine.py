@@ -15,9 +15,10 @@ What makes it fast, and why each piece is there:
 - **bf16 weights, SDPA, inference mode** are set up by :mod:`pairsift.compute.models`; a batch
   without padding is run with ``attention_mask=None`` so SDPA can take its fastest kernel.
 - **Chunked, resumable writes** (:class:`ChunkWriter`): results are committed in chunks of a few
-  thousand rows from a writer thread, one atomic Lance commit each; callers skip ids already in
-  the output table, so a job killed at any point (``kill -9`` included) resumes with no duplicate
-  and no lost row.
+  thousand rows from a writer thread, one atomic, keyed Lance commit each (ids already in the
+  output table, or committed meanwhile by a concurrent run, are dropped at commit), so a job
+  killed at any point (``kill -9`` included) resumes with no duplicate and no lost row, and two
+  runs of one set at once store each id once.
 
 The engine knows nothing about the store or the task: a *forward* function turns a padded batch
 into per-row tensors; :mod:`.embed` and :mod:`.score` provide the forwards and the I/O.
@@ -243,10 +244,11 @@ class Engine:
 class ChunkWriter:
     """Commit Arrow rows in chunks from a background thread; one atomic table commit per chunk.
 
-    ``write(pa.Table)`` must be one atomic commit (e.g. LanceDB ``Table.add``). Rows handed to
-    :meth:`add` are committed once ``chunk_rows`` have gathered, and the rest on :meth:`close`.
-    :meth:`abort` drops what is not committed (what a crash would do): the ids skipped on the
-    next run are exactly those committed.
+    ``write(pa.Table)`` must be one atomic commit (e.g. :meth:`pairsift.compute.sets.SetTable.add`)
+    and may return how many of the rows it committed (fewer when some were already there); the
+    count is :attr:`committed`. Rows handed to :meth:`add` are committed once ``chunk_rows`` have
+    gathered, and the rest on :meth:`close`. :meth:`abort` drops what is not committed (what a
+    crash would do): the ids skipped on the next run are exactly those committed.
     """
 
     def __init__(self, write: Callable, chunk_rows: int = 4096, on_commit: Callable[[int], None] | None = None):
@@ -273,11 +275,12 @@ class ChunkWriter:
             if self._error is not None:
                 continue
             try:
-                self.write(table)
-                self.committed += table.num_rows
+                done = self.write(table)
+                done = done if isinstance(done, int) else table.num_rows
+                self.committed += done
                 self.chunks += 1
                 if self.on_commit:
-                    self.on_commit(table.num_rows)
+                    self.on_commit(done)
             except BaseException as e:  # noqa: BLE001 - re-raised in the producer
                 self._error = e
 
@@ -311,7 +314,7 @@ class ChunkWriter:
         self._check()
         return self.committed
 
-    def __enter__(self) -> "ChunkWriter":
+    def __enter__(self) -> ChunkWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

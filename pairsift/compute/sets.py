@@ -1,9 +1,11 @@
 """Named output sets of computed values (`embeddings_<set>`, `logprobs_<name>`, `rewards_<name>`).
 
 A set is one table whose schema metadata carries the provenance of every number in it. It is
-created on the first run; a later run appends only the ids not yet present (resume), and only
-if its provenance is the same: numbers from two models, dtypes or max lengths are never mixed
-in one set.
+created on the first run (never replaced: two runs creating it at once get one table); a later
+run appends only the ids not yet present (resume), and only if its provenance is the same:
+numbers from two models, dtypes or max lengths are never mixed in one set. Each chunk is one
+keyed compare-and-swap commit (:class:`pairsift.store.TableStage`), so two runs of one set at
+the same time store each id once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import UsageError
+from ..store import TableStage
 from ..store.schema import provenance as read_provenance
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
@@ -45,20 +48,47 @@ def check_provenance(table: str, old: dict, new: dict, option: str = "--name", k
 
 def check_unchanged(store, table: str, expected: dict, option: str = "--name") -> dict:
     """The set's stored provenance, after checking the keys of `expected` (known before a model load)."""
-    old = read_provenance(store.db.open_table(table).schema) or {}
+    old = read_provenance(store.dataset(table).schema) or {}
     check_provenance(table, old, expected, option, keys=expected)
     return old
 
 
-def open_set(store, table: str, schema: pa.Schema, option: str = "--name"):
+def check_setup(table: str, existing: pa.Schema, schema: pa.Schema, option: str = "--name") -> None:
+    """Raise unless `existing` (the table's schema) holds values computed the way `schema` says."""
+    check_provenance(table, read_provenance(existing) or {}, read_provenance(schema) or {}, option)
+    if existing.remove_metadata() != schema.remove_metadata():
+        raise UsageError(f"table '{table}' has another column layout; pass a new {option}")
+
+
+class SetTable:
+    """One run's writer into a set: :meth:`add` commits one chunk, keyed on the set's id column.
+
+    Rows whose id is already in the set (or committed by a concurrent run before this chunk) are
+    dropped; :meth:`add` returns how many rows it committed.
+    """
+
+    def __init__(self, store, table: str, schema: pa.Schema, option: str = "--name"):
+        def check(found: pa.Schema) -> None:
+            check_setup(table, found, schema, option)
+
+        # Created empty if absent (never replacing one a concurrent run made), then checked.
+        store.create_table(table, schema)
+        check(store.dataset(table).schema)
+        self.stage = TableStage(store, table, check=check)
+        self.schema = self.stage.schema
+        self.name = table
+
+    def add(self, rows: pa.Table) -> int:
+        self.stage.add(rows)
+        before = self.stage.committed_rows
+        self.stage.commit()
+        return self.stage.committed_rows - before
+
+
+
+def open_set(store, table: str, schema: pa.Schema, option: str = "--name") -> SetTable:
     """Create the set's table, or open it after checking that its provenance matches."""
-    if store.has_table(table):
-        existing = store.db.open_table(table)
-        check_provenance(table, read_provenance(existing.schema) or {}, read_provenance(schema) or {}, option)
-        if existing.schema.remove_metadata() != schema.remove_metadata():
-            raise UsageError(f"table '{table}' has another column layout; pass a new {option}")
-        return existing
-    return store.create_table(table, schema)
+    return SetTable(store, table, schema, option)
 
 
 class Pending:

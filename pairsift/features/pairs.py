@@ -12,17 +12,21 @@ a thread reads block i+1 while block i is computed (the maths is in
 :mod:`pairsift.features.kernels`).
 
 Incremental: a re-run computes only prompts that have no row yet (anti-join on ``prompt_id``),
-appended in one commit; with nothing new it commits nothing and reads no input set. A feature
-set that appears later (a new embedding set, log-prob or reward name) adds its columns, and the
-DCRM columns it enables, to every existing row: the existing rows are read batch by batch, get
-the new columns, and are written again together with the new prompts in one Overwrite commit.
-``rebuild=True`` recomputes everything, also in one Overwrite commit. An interrupted run leaves
-the table as it was.
+appended in one keyed compare-and-swap commit (a concurrent run's rows for the same prompts are
+dropped, never duplicated); with nothing new it commits nothing and reads no input set. A
+feature set that appears later (a new embedding set, log-prob or reward name) adds its columns,
+and the DCRM columns it enables, to every existing row with Lance's ``merge_columns`` and one
+``Merge`` commit (which cannot land on top of a concurrent change: the run starts over), then
+the new prompts are appended. Labels that arrive after their pairs were built (the `pairs` table
+changed since) re-orient the rows they cover (precedence annotator > dataset > score) with one
+merge-insert. ``rebuild=True`` recomputes everything in one Overwrite commit, the only one; a
+commit it replaced is recomputed right after. An interrupted run leaves the table as it was, or
+with the steps before the interruption done (each is a complete state).
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,10 +37,18 @@ import pyarrow as pa
 
 from ..errors import IntegrityError, TableNotFound, UsageError
 from ..report import plural
-from ..store import Store
+from ..store import Store, TableStage
+from ..store.commit import backoff, committed, create_table, write_error
+from ..store.schema import (
+    FEATURES_META_KEY,
+    FeatureSets,
+    features_meta,
+    meta_sets,
+    pair_features_schema,
+)
 from ..store.schema import PAIR_FEATURES as TABLE
-from ..store.schema import FeatureSets, features_meta, meta_sets, pair_features_schema
 from ..store.schema import provenance as read_provenance
+from ..store.writer import LayoutChanged
 from .kernels import Inputs, block_table, features, fetch, read_inputs, with_dcrm
 
 
@@ -140,11 +152,18 @@ def _blocks(resp: pl.DataFrame, block_rows: int, block_pairs: int) -> Iterator[p
 
 # ---- labels --------------------------------------------------------------------------------------
 
+#: Which label of a pair wins when several sources label it (the score orients only pairs with no
+#: label at all): an annotator's over the dataset's.
+LABEL_PRECEDENCE = ("annotator", "dataset")
+
 
 def _labels(store: Store, version: int | None) -> pl.DataFrame:
-    """The dataset's labelled pairs as (a_id, b_id, prompt_id, label, label_source), label = +1 if a chosen.
+    """The labelled pairs as (a_id, b_id, prompt_id, label, label_source), label = +1 if a chosen.
 
-    A pair labelled both ways (two datasets disagree) gets a null label and label_source "conflict".
+    The `pairs` table may label a pair several times (the dataset, later annotators): the source
+    highest in :data:`LABEL_PRECEDENCE` wins (other sources rank after those, by name). A pair its
+    winning source labels both ways (two datasets disagree) gets a null label and label_source
+    "conflict".
     """
     empty = pl.DataFrame(
         schema={"a_id": pl.String, "b_id": pl.String, "prompt_id": pl.String, "label": pl.Int8, "label_source": pl.String}
@@ -154,11 +173,18 @@ def _labels(store: Store, version: int | None) -> pl.DataFrame:
     p = store.scan("pairs", version).select("prompt_id", "chosen_id", "rejected_id", "label_source").collect()
     if p.height == 0:
         return empty
+    rank = {s: i for i, s in enumerate(LABEL_PRECEDENCE)}
     p = p.with_columns(
         pl.min_horizontal("chosen_id", "rejected_id").alias("a_id"),
         pl.max_horizontal("chosen_id", "rejected_id").alias("b_id"),
         pl.when(pl.col("chosen_id") < pl.col("rejected_id")).then(1).otherwise(-1).cast(pl.Int8).alias("label"),
+        pl.col("label_source").replace_strict(rank, default=len(rank), return_dtype=pl.Int32).alias("__rank"),
     ).filter(pl.col("a_id") != pl.col("b_id"))
+    best = p.group_by("a_id", "b_id").agg(pl.col("__rank").min(), pl.col("label_source").filter(
+        pl.col("__rank") == pl.col("__rank").min()).min().alias("__src"))
+    p = p.join(best, on=["a_id", "b_id", "__rank"], how="semi").join(
+        best.select("a_id", "b_id", "__src"), on=["a_id", "b_id"]
+    ).filter(pl.col("label_source") == pl.col("__src"))
     return (
         p.group_by("a_id", "b_id", maintain_order=True)
         .agg(
@@ -195,18 +221,38 @@ def build_pairs(
     `embeddings` / `logprobs` / `rewards`: set names to compute features from (None: every set in
     the store; [] : none). Sets already in the table are always kept up to date for new prompts.
     `labelled_only`: only the pairs of the `pairs` table. `progress(done_prompts, total_prompts)`.
+    A concurrent `pairs` run that changes the table's columns makes this one start over (at
+    most :data:`ATTEMPTS` times).
     """
+    for attempt in range(ATTEMPTS):
+        try:
+            return _build(store, labelled_only, embeddings, logprobs, rewards, rebuild, block_rows, block_pairs,
+                          progress)
+        except LayoutChanged:
+            if attempt == ATTEMPTS - 1:
+                raise
+            backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+#: How many times `build_pairs` starts over when another run changed the table under it.
+ATTEMPTS = 5
+
+
+def _build(store, labelled_only, embeddings, logprobs, rewards, rebuild, block_rows, block_pairs, progress):
     t0 = time.perf_counter()
     mode = "labelled" if labelled_only else "all"
     report = PairsReport(mode=mode)
     store.table("responses")  # "run `pairsift ingest` first"
     requested = _resolve(store, embeddings, logprobs, rewards)
 
-    exists = store.has_table(TABLE) and not rebuild
+    ds_old = None
+    if store.has_table(TABLE):
+        ds_old = store.dataset(TABLE)
+    exists = ds_old is not None and not rebuild
     old_meta: dict = {}
     old_sets = FeatureSets()
     if exists:
-        ds_old = store.dataset(TABLE)
         old_meta = features_meta(ds_old.schema)
         if old_meta.get("mode", mode) != mode:
             raise UsageError(
@@ -234,12 +280,15 @@ def build_pairs(
     )
     todo = resp
     if exists:
-        done_prompts = store.scan(TABLE).select("prompt_id").unique().collect()
+        # Every prompt present at the version this run appends on top of (a concurrent run's
+        # rows committed later are dropped at commit time, by key).
+        done_prompts = store.scan(TABLE, ds_old.version).select("prompt_id").unique().collect()
         report.prompts_present = done_prompts.height
         todo = todo.join(done_prompts, on="prompt_id", how="anti")
     if labelled_only:
         todo = todo.join(labels.select("prompt_id").unique(), on="prompt_id", how="semi")
-    if exists and not new_sets and todo.height == 0:
+    relabel = exists and _labels_changed(old_meta, versions)
+    if exists and not new_sets and todo.height == 0 and not relabel:
         # Nothing new: no commit, and no input set is read.
         report.pairs_total = store.count(TABLE)
         report.version = store.dataset(TABLE).version
@@ -288,7 +337,6 @@ def build_pairs(
         done = 0
         for rows, fetched in prefetched():
             tbl = block_table(inputs, rows, labels, schema, labelled_only, fetched)
-            report.pairs_added += tbl.num_rows
             vc = pl.from_arrow(tbl.select(["label_source"])).to_series().fill_null("none").value_counts()
             for s, c in vc.iter_rows():
                 counts[s] = counts.get(s, 0) + c
@@ -298,20 +346,26 @@ def build_pairs(
                 progress(done, total)
             yield tbl
 
-    if rebuild or new_sets:
-        # One Overwrite commit: existing rows (+ the new sets' columns), then the new prompts.
+    read_version = ds_old.version if exists else 0  # 0: this run saw no table
+    if rebuild:
+        version = _rebuild(store, schema, new_prompts(), ds_old)
+        report.pairs_added = store.count(TABLE)
+    else:
         if new_sets:
             old_cols = {f.name for f in old_sets.all_fields()}
             report.columns_added = [f.name for f in sets.all_fields() if f.name not in old_cols]
-        old_rows = _with_new_columns(store, inputs, new_sets, schema) if exists else iter(())
-        version = _overwrite(store, schema, itertools.chain(old_rows, new_prompts()))
-    else:
-        with store.writer() as w:
-            if not exists:
-                w.append(TABLE, schema.empty_table(), schema)  # a run with no pairs still creates it
-            for tbl in new_prompts():
-                w.append(TABLE, tbl, schema)
-        version = w.committed.get(TABLE, store.dataset(TABLE).version)
+            read_version = _add_columns(store, inputs, new_sets, sets, schema, ds_old)
+        stage = TableStage(store, TABLE, schema, check_existing=False, version=read_version)
+        if set(stage.schema.names) != set(schema.names):  # (added columns come last: order may differ)
+            raise LayoutChanged(f"table '{TABLE}' has other columns than this run computes")
+        for tbl in new_prompts():
+            stage.add(tbl)
+        version = stage.commit()
+        report.pairs_added = stage.rows
+        if relabel:
+            version = _refresh_labels(store, labels, versions.get("pairs")) or version
+        if version is None:
+            version = store.dataset(TABLE).version
     report.rebuilt = bool(rebuild)
     report.prompts_added = total - report.prompts_single
     report.labels = dict(sorted(counts.items()))
@@ -321,47 +375,163 @@ def build_pairs(
     return report
 
 
-def _overwrite(store: Store, schema: pa.Schema, tables: Iterator[pa.Table]) -> int:
-    """Replace the table's rows and schema in one Overwrite commit.
+# ---- writing: every commit is keyed, compare-and-swap, or (rebuild only) checked afterwards ----
 
-    Each table is written as data files as it comes (bounded memory); nothing is visible until
-    the commit. Tables are materialised before Lance sees them: a generator that itself calls
-    Lance (take) must not run inside Lance's writer.
+
+def _labels_changed(meta: dict, versions: dict[str, int]) -> bool:
+    """Whether the `pairs` table changed since the table's labels were last brought up to date."""
+    if "pairs" not in versions:
+        return False
+    seen = meta.get("labels_version", (meta.get("core_versions") or {}).get("pairs"))
+    return seen != versions["pairs"]
+
+
+def _refresh_labels(store: Store, labels: pl.DataFrame, pairs_version: int | None) -> int | None:
+    """Re-orient existing rows whose label changed (labels that arrived after the rows were
+    built, an annotator's label over the dataset's), then record the `pairs` version seen.
+
+    One Lance merge-insert (an Update, safe beside concurrent appends) of the changed rows' three
+    orientation columns; a row no label covers keeps its score orientation.
+    """
+    if labels.height:
+        src = labels.select(
+            pl.concat_str(["a_id", "b_id"]).alias("__k"), "a_id", "b_id", "label", "label_source"
+        )
+        cur = (
+            store.scan(TABLE)
+            .select("pair_id", "a_id", "b_id", "label", "label_source")
+            .join(src.lazy().select("a_id", "b_id"), on=["a_id", "b_id"], how="semi")
+            .collect()
+        )
+        changed = cur.join(src.drop("__k"), on=["a_id", "b_id"], suffix="_new").filter(
+            pl.col("label").ne_missing(pl.col("label_new")) | pl.col("label_source").ne_missing(pl.col("label_source_new"))
+        )
+        if changed.height:
+            ds = store.dataset(TABLE)
+            upd = pa.table(
+                {
+                    "pair_id": changed["pair_id"].to_arrow().cast(pa.string()),
+                    "label": changed["label_new"].to_arrow().cast(pa.int8()),
+                    "label_source": changed["label_source_new"].to_arrow().cast(pa.string()),
+                    "orientable": changed["label_new"].is_not_null().to_arrow(),
+                }
+            ).cast(pa.schema([ds.schema.field(n) for n in ("pair_id", "label", "label_source", "orientable")]))
+            try:
+                ds.merge_insert("pair_id").when_matched_update_all().execute(upd)
+            except (OSError, ValueError, RuntimeError) as e:
+                raise write_error(f"table '{TABLE}' in store {store.uri}", e) from None
+            committed(f"relabel {TABLE}")
+    ds = store.dataset(TABLE)
+    meta = features_meta(ds.schema)
+    meta["labels_version"] = pairs_version
+    try:
+        ds.update_schema_metadata({FEATURES_META_KEY.decode(): json.dumps(meta, sort_keys=True)})
+    except (OSError, ValueError, RuntimeError) as e:
+        if "onflict" not in str(e):
+            raise write_error(f"table '{TABLE}' in store {store.uri}", e) from None
+        return None  # a concurrent writer won: the next run refreshes again (idempotent)
+    committed(f"labels version {TABLE}")
+    return store.dataset(TABLE).version
+
+
+def _add_columns(store: Store, inputs: Inputs, new: FeatureSets, sets: FeatureSets, schema: pa.Schema, ds) -> int:
+    """Add the `new` sets' columns (and the DCRM columns they enable) to every existing row.
+
+    Lance's own way: per fragment, the new columns are written as new data files
+    (``merge_columns``) and one ``Merge`` commit on top of the version read adds them all. A
+    ``Merge`` conflicts with any concurrent change, so a stale one never lands (this run starts
+    over instead). Values are computed outside Lance's writer, per fragment, then handed over by
+    pair_id.
+    """
+    import lance
+    from lance.commit import CommitConflictError
+
+    have = set(ds.schema.names)
+    new_names = [f.name for f in schema if f.name not in have]
+    index = inputs.resp.select(
+        "response_id", *[c for c in inputs.resp.columns if c.startswith(("off_", "logp_", "reward_"))]
+    )
+    frags = []
+    for frag in ds.get_fragments():
+        tbl = frag.to_table()
+        cols = _new_columns(tbl, inputs, index, new, sets, schema).select(new_names)
+        values = pa.table({"pair_id": tbl.column("pair_id"), **{n: cols.column(n) for n in new_names}}).combine_chunks()
+
+        def udf(batch: pa.RecordBatch, values=values) -> pa.RecordBatch:
+            import pyarrow.compute as pc
+
+            pos = pc.index_in(batch.column("pair_id"), values.column("pair_id"))
+            # Rows deleted from the fragment (absent from `values`) get nulls: never read.
+            return pa.RecordBatch.from_arrays(
+                [values.column(n).chunk(0).take(pos) if values.num_rows else pa.nulls(len(pos), values.schema.field(n).type)
+                 for n in new_names],
+                schema=pa.schema([values.schema.field(n) for n in new_names]),
+            )
+
+        try:
+            meta_frag, _ = frag.merge_columns(udf, columns=["pair_id"])
+        except (OSError, ValueError, RuntimeError) as e:
+            raise write_error(f"table '{TABLE}' in store {store.uri}", e) from None
+        frags.append(meta_frag)
+    target = pa.schema(list(ds.schema) + [schema.field(n) for n in new_names]).with_metadata(schema.metadata)
+    try:
+        out = lance.LanceDataset.commit(
+            ds.uri, lance.LanceOperation.Merge(frags, target), read_version=ds.version,
+            storage_options=store.storage_options,
+        )
+    except CommitConflictError as e:
+        raise LayoutChanged(f"table '{TABLE}' changed while this run added columns") from e
+    except (OSError, ValueError, RuntimeError) as e:
+        raise write_error(f"table '{TABLE}' in store {store.uri}", e) from None
+    committed(f"add columns {TABLE}")
+    return out.version
+
+
+def _new_columns(tbl: pa.Table, inputs: Inputs, index: pl.DataFrame, new: FeatureSets, sets: FeatureSets,
+                 schema: pa.Schema) -> pa.Table:
+    """Existing rows `tbl` with the columns of the `new` sets and every DCRM column."""
+    pairs = pl.from_arrow(tbl.select(["a_id", "b_id"]))
+    ids = pl.concat([pairs["a_id"], pairs["b_id"]]).unique().sort().to_frame("response_id")
+    rows = ids.join(index, on="response_id", how="left", maintain_order="left")
+    pos = pl.DataFrame({"response_id": rows["response_id"], "__r": np.arange(rows.height, dtype=np.int64)})
+    a = pairs.join(pos.rename({"response_id": "a_id"}), on="a_id", how="left", maintain_order="left")
+    b = pairs.join(pos.rename({"response_id": "b_id"}), on="b_id", how="left", maintain_order="left")
+    cols = features(inputs, rows, new, a["__r"].to_numpy(), b["__r"].to_numpy())
+    for name, arr in cols.items():
+        tbl = tbl.append_column(name, arr)
+    tbl = tbl.drop_columns([c for c in tbl.column_names if c.startswith("dcrm_")])
+    return with_dcrm(tbl, sets).select(schema.names).cast(schema)
+
+
+def _rebuild(store: Store, schema: pa.Schema, tables: Iterator[pa.Table], ds_old) -> int:
+    """Replace the table (rows, columns, metadata) with `tables` in one Overwrite commit.
+
+    `--rebuild` is the one Overwrite (a replace cannot be a compare-and-swap in Lance): if
+    another commit landed between the version read and this one, it was replaced too, so the
+    incremental step runs again right away and recomputes what it had added.
     """
     import lance
 
     uri = store.table_uri(TABLE)
-    read_version = store.dataset(TABLE).version if store.has_table(TABLE) else None
+    if ds_old is None:
+        create_table(uri, schema, store.storage_options, f"table '{TABLE}' in store {store.uri}")
+        ds_old = store.dataset(TABLE)
     fragments = []
-    for tbl in tables:
-        if tbl.num_rows:
-            fragments += lance.fragment.write_fragments(
-                tbl.cast(schema), uri, schema=schema, mode="overwrite", max_rows_per_file=1 << 22,
-                storage_options=store.storage_options,
-            )
-    ds = lance.LanceDataset.commit(
-        uri, lance.LanceOperation.Overwrite(schema, fragments), read_version=read_version,
-        storage_options=store.storage_options,
-    )
+    try:
+        for tbl in tables:
+            if tbl.num_rows:
+                fragments += lance.fragment.write_fragments(
+                    tbl.cast(schema), uri, schema=schema, mode="overwrite", max_rows_per_file=1 << 22,
+                    storage_options=store.storage_options,
+                )
+        ds = lance.LanceDataset.commit(
+            uri, lance.LanceOperation.Overwrite(schema, fragments), read_version=ds_old.version,
+            storage_options=store.storage_options,
+        )
+    except (OSError, ValueError, RuntimeError) as e:
+        raise write_error(f"table '{TABLE}' in store {store.uri}", e) from None
+    committed(f"rebuild {TABLE}")
+    if ds.version != ds_old.version + 1:
+        build_pairs(store, labelled_only=features_meta(schema).get("mode") == "labelled")
+        return store.dataset(TABLE).version
     return ds.version
-
-
-def _with_new_columns(store: Store, inputs: Inputs, new: FeatureSets, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The existing rows, batch by batch, with the columns of the `new` sets added."""
-    index = inputs.resp.select(
-        "response_id", *[c for c in inputs.resp.columns if c.startswith(("off_", "logp_", "reward_"))]
-    )
-    for batch in store.dataset(TABLE).to_batches(batch_size=262_144):
-        tbl = pa.Table.from_batches([batch])
-        pairs = pl.from_arrow(tbl.select(["a_id", "b_id"]))
-        ids = pl.concat([pairs["a_id"], pairs["b_id"]]).unique().sort().to_frame("response_id")
-        rows = ids.join(index, on="response_id", how="left", maintain_order="left")
-        pos = pl.DataFrame({"response_id": rows["response_id"], "__r": np.arange(rows.height, dtype=np.int64)})
-        a = pairs.join(pos.rename({"response_id": "a_id"}), on="a_id", how="left", maintain_order="left")
-        b = pairs.join(pos.rename({"response_id": "b_id"}), on="b_id", how="left", maintain_order="left")
-        cols = features(inputs, rows, new, a["__r"].to_numpy(), b["__r"].to_numpy())
-        for name, arr in cols.items():
-            tbl = tbl.append_column(name, arr)
-        tbl = tbl.drop_columns([c for c in tbl.column_names if c.startswith("dcrm_")])
-        yield with_dcrm(tbl, inputs.sets).select(schema.names)
-

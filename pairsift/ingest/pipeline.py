@@ -1,16 +1,21 @@
 """Ingest: reader → dedup by content id → one atomic commit per table.
 
 The reader streams ``RECORD`` batches (see :mod:`pairsift.ingest.records`); each batch is split
-into prompt, response and pair rows with Arrow compute, rows whose id is already in the store (or
-earlier in this run) are dropped, and the rest are staged in a :class:`~pairsift.store.Writer`.
-Memory is bounded by one batch plus 8 bytes per id seen. Nothing is committed until the input
-has been read to the end: the first invalid record (without ``skip_invalid``) leaves the store
-exactly as it was.
+into prompt, response and pair rows with Arrow compute and staged in a
+:class:`~pairsift.store.Writer`, which drops rows whose id is already in the store (or earlier in
+this run) and, at commit, rows another job committed meanwhile. Memory is bounded by one batch
+plus 8 bytes per id seen. Nothing is committed until the input has been read to the end: the
+first invalid record (without ``skip_invalid``) leaves the store exactly as it was.
+
+The input is only ever opened for reading; the ``skip_invalid`` file is opened when the first
+invalid record arrives, and may not be the input itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +27,6 @@ import pyarrow.compute as pc
 
 from ..errors import InvalidRecord, UsageError
 from ..store import CORE_TABLES, PAIRS, PROMPTS, RESPONSES, Store
-from ..store.ids import SeenKeys, id_keys
 
 SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev", "eval", "evaluation"}
 _SUFFIXES = (".jsonl.gz", ".jsonl", ".json", ".parquet")
@@ -39,14 +43,21 @@ class IngestReport:
     split: str
     records: int = 0
     rejected: int = 0
+    # For each table: rows added; rows already in the store before this ingest (or committed
+    # by another job while it ran); rows that repeat an earlier row of this input.
     prompts_added: int = 0
     prompts_present: int = 0
+    prompts_repeated: int = 0
     responses_added: int = 0
     responses_present: int = 0
+    responses_repeated: int = 0
     responses_merged: int = 0  # identical responses to one prompt within a record, merged
     blank_responses: int = 0  # empty or whitespace-only responses added (kept, flagged)
     pairs_added: int = 0
     pairs_present: int = 0
+    pairs_repeated: int = 0
+    prompts_without_responses: int = 0  # records with an empty response list (stored, no pair)
+    first_without_responses: int | None = None  # the line of the first one
     rejects_path: str | None = None
     versions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -55,17 +66,37 @@ class IngestReport:
         return asdict(self)
 
     def summary(self) -> str:
+        def seen(present: int, repeated: int, *more: str) -> str:
+            parts = [f"{present:,} already in the store"] if present or not repeated else []
+            if repeated:
+                parts.append(f"{repeated:,} repeated in this input")
+            return "(" + ", ".join(parts + list(more)) + ")"
+
         lines = [
             f"{self.path}: format {self.format} ({self.format_reason})",
-            f"dataset {self.dataset}, split {self.split}: {self.records:,} records in {self.seconds:.1f} s",
-            f"prompts   +{self.prompts_added:,} ({self.prompts_present:,} already present)",
-            f"responses +{self.responses_added:,} ({self.responses_present:,} already present, "
-            f"{self.responses_merged:,} duplicates merged, {self.blank_responses:,} blank kept and flagged)",
-            f"pairs     +{self.pairs_added:,} ({self.pairs_present:,} already present)",
+            f"dataset {self.dataset}, split {self.split}: {_plural(self.records, 'record')} in {self.seconds:.1f} s",
+            f"prompts   +{self.prompts_added:,} {seen(self.prompts_present, self.prompts_repeated)}",
+            f"responses +{self.responses_added:,} "
+            + seen(
+                self.responses_present,
+                self.responses_repeated,
+                f"{self.responses_merged:,} identical within a record merged",
+                f"{self.blank_responses:,} blank kept and flagged",
+            ),
+            f"pairs     +{self.pairs_added:,} {seen(self.pairs_present, self.pairs_repeated)}",
         ]
+        if self.prompts_without_responses:
+            lines.append(
+                f"note      {_plural(self.prompts_without_responses, 'record')} with no responses "
+                f"(first at line {self.first_without_responses}): prompts stored, nothing to pair"
+            )
         if self.rejects_path is not None:
-            lines.append(f"rejected  {self.rejected:,} invalid records -> {self.rejects_path}")
+            lines.append(f"rejected  {_plural(self.rejected, 'invalid record')} -> {self.rejects_path}")
         return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def default_names(path: str | Path) -> tuple[str, str]:
@@ -106,6 +137,9 @@ def ingest(
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
+    if not (path.is_dir() or stat.S_ISREG(path.stat().st_mode)):
+        raise UsageError(f"{path}: not a regular file or folder (a FIFO, socket or device cannot be ingested)")
+    rejects = _Rejects(Path(skip_invalid), path) if skip_invalid is not None else None
     options = dict(reader_options or {})
     if format == "auto":
         format, detected, reason = detect_format(path)
@@ -126,41 +160,49 @@ def ingest(
         split=split or guessed_split,
     )
     start = time.perf_counter()
-    seen = {name: SeenKeys(_existing_keys(store, name)) for name in CORE_TABLES}
 
-    rejects = _Rejects(Path(skip_invalid)) if skip_invalid is not None else None
     on_invalid = rejects.add if rejects is not None else None
     try:
         with store.writer() as writer:
             for name, schema in CORE_TABLES.items():  # stage in commit order
-                writer.append(name, schema.empty_table(), schema)
+                writer.stage(name, schema)
             reader = READERS[format](path, on_invalid=on_invalid, batch_responses=batch_responses, **options)
             for batch in reader:
-                _add_batch(batch, writer, seen, report)
+                _add_batch(batch, writer, report)
                 if progress is not None:
-                    progress(report.records, report.responses_added + report.responses_present)
+                    progress(report.records, report.responses_added + report.responses_present + report.responses_repeated)
+        # What was committed: staged rows less those another job committed first (present).
+        for name in CORE_TABLES:
+            st = writer.stage(name)
+            setattr(report, f"{name}_added", st.rows)
+            setattr(report, f"{name}_present", getattr(report, f"{name}_present") + st.raced)
     finally:
         if rejects is not None:
             rejects.close()
-            report.rejected, report.rejects_path = rejects.count, str(rejects.path)
+            report.rejected = rejects.count
+            report.rejects_path = str(rejects.path) if rejects.count else None
     report.versions = store.versions(CORE_TABLES)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _existing_keys(store: Store, name: str) -> np.ndarray | None:
-    if not store.has_table(name):
-        return None
-    key = CORE_TABLES[name].names[0]
-    ids = store.dataset(name).to_table(columns=[key]).column(key)
-    return id_keys(ids)
+def _count(report: IngestReport, name: str, added) -> None:
+    setattr(report, f"{name}_added", getattr(report, f"{name}_added") + added.rows)
+    setattr(report, f"{name}_present", getattr(report, f"{name}_present") + added.present)
+    setattr(report, f"{name}_repeated", getattr(report, f"{name}_repeated") + added.repeated)
 
 
-def _add_batch(batch: pa.RecordBatch, writer, seen: dict[str, SeenKeys], report: IngestReport) -> None:
+def _add_batch(batch: pa.RecordBatch, writer, report: IngestReport) -> None:
     n = batch.num_rows
     report.records += n
     report.responses_merged += pc.sum(batch.column("merged_duplicates")).as_py() or 0
     prompt_id = batch.column("prompt_id")
+    lengths = pc.list_value_length(batch.column("responses")).fill_null(0)
+    empty = np.flatnonzero(lengths.to_numpy(zero_copy_only=False) == 0)
+    if len(empty):
+        if report.first_without_responses is None:
+            report.first_without_responses = int(batch.column("line")[int(empty[0])].as_py())
+        report.prompts_without_responses += len(empty)
 
     # Responses: flatten the list column; each row inherits its record's prompt_id.
     responses = batch.column("responses")
@@ -170,12 +212,10 @@ def _add_batch(batch: pa.RecordBatch, writer, seen: dict[str, SeenKeys], report:
         [flat.field(name) if name != "prompt_id" else prompt_id.take(parent) for name in RESPONSES.names],
         schema=RESPONSES,
     )
-    keep = seen["responses"].novel(id_keys(rows.column("response_id")))
-    report.responses_present += len(keep) - int(keep.sum())
-    rows = rows.filter(pa.array(keep))
-    report.responses_added += rows.num_rows
-    report.blank_responses += pc.sum(rows.column("blank")).as_py() or 0
-    writer.append("responses", rows)
+    added = writer.append("responses", rows)
+    _count(report, "responses", added)
+    blank = rows.column("blank") if added.kept is None else rows.column("blank").filter(pa.array(added.kept))
+    report.blank_responses += pc.sum(blank).as_py() or 0
 
     pairs = batch.column("pairs")
     flat = pc.list_flatten(pairs)
@@ -190,11 +230,7 @@ def _add_batch(batch: pa.RecordBatch, writer, seen: dict[str, SeenKeys], report:
         ],
         schema=PAIRS,
     )
-    keep = seen["pairs"].novel(id_keys(rows.column("pair_id")))
-    report.pairs_present += len(keep) - int(keep.sum())
-    rows = rows.filter(pa.array(keep))
-    report.pairs_added += rows.num_rows
-    writer.append("pairs", rows)
+    _count(report, "pairs", writer.append("pairs", rows))
 
     split = pc.fill_null(batch.column("split"), report.split)
     rows = pa.Table.from_arrays(
@@ -208,29 +244,53 @@ def _add_batch(batch: pa.RecordBatch, writer, seen: dict[str, SeenKeys], report:
         ],
         schema=PROMPTS,
     )
-    keep = seen["prompts"].novel(id_keys(prompt_id))
-    report.prompts_present += n - int(keep.sum())
-    rows = rows.filter(pa.array(keep))
-    report.prompts_added += rows.num_rows
-    writer.append("prompts", rows)
+    _count(report, "prompts", writer.append("prompts", rows))
 
 
 class _Rejects:
-    """The --skip-invalid file: one JSON object per rejected record, with its reason."""
+    """The --skip-invalid file: one JSON object per rejected record, with its reason.
 
-    def __init__(self, path: Path):
+    Checked before anything is read: it may not be the input (nor inside an input folder), and
+    its folder must exist. The file itself is created when the first invalid record arrives.
+    """
+
+    def __init__(self, path: Path, source: Path):
         self.path = path
         self.count = 0
-        self._fh = open(path, "w", encoding="utf-8")
+        self._fh = None
+        target = path.expanduser().resolve()
+        src = source.expanduser().resolve()
+        if target == src or (path.exists() and source.exists() and os.path.samefile(path, source)):
+            raise UsageError(f"--skip-invalid {path}: that is the input file; give another path for the rejects")
+        if src.is_dir() and src in target.parents:
+            raise UsageError(f"--skip-invalid {path}: inside the input folder {source}; give a path outside it")
+        if target.is_dir():
+            raise UsageError(f"--skip-invalid {path}: is a folder; give a file path for the rejects")
+        if not target.parent.is_dir():
+            raise UsageError(f"--skip-invalid {path}: folder {target.parent} does not exist")
+        if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise UsageError(f"--skip-invalid {path}: not writable")
 
     def add(self, err: InvalidRecord, raw) -> None:
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "w", encoding="utf-8")
+            except OSError as e:
+                raise UsageError(f"--skip-invalid {self.path}: cannot write the rejects file: {e.strerror or e}") from None
         self.count += 1
         row = err.to_dict()
         row["message"] = err.message
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", "backslashreplace")
         row["record"] = raw
-        self._fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        try:
+            self._fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        except OSError as e:
+            raise UsageError(f"--skip-invalid {self.path}: cannot write the rejects file: {e.strerror or e}") from None
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError as e:
+                raise UsageError(f"--skip-invalid {self.path}: cannot write the rejects file: {e.strerror or e}") from None

@@ -202,7 +202,10 @@ def finite_score(value) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"score must be a number, got {type(value).__name__} {value!r:.40}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:
+        raise ValueError(f"score is out of range for a 64-bit float ({len(str(value))} digits)") from None
     if not math.isfinite(f):
         raise ValueError(f"score must be finite, got {value!r}")
     return f

@@ -57,8 +57,10 @@ def iter_records(path: str | Path) -> Iterator[SourceRecord]:
         return
     if not p.exists():
         raise UsageError(f"{path}: no such file or folder")
+    if not p.is_file():
+        raise UsageError(f"{path}: not a regular file or folder (a FIFO, socket or device cannot be read twice)")
     name = p.name.lower()
-    base = name[:-3] if name.endswith(".gz") else name
+    base = name.removesuffix(".gz")
     origin = Origin(str(path))
     if base.endswith((".jsonl", ".ndjson")):
         yield from _jsonl(p, origin)
@@ -100,6 +102,8 @@ def _jsonl(p: Path, origin: Origin, f=None) -> Iterator[SourceRecord]:
         try:
             for b in f:
                 n += 1
+                if n == 1 and b.startswith(b"\xef\xbb\xbf"):
+                    b = b[3:]  # a UTF-8 byte-order mark (Windows editors write one)
                 try:
                     s = b.decode()
                 except UnicodeDecodeError as e:
@@ -226,6 +230,7 @@ def _json_elements(text: str, origin: Origin) -> Iterator[SourceRecord]:
     line = 1 + text.count("\n", 0, pos)
     expect_value = True
     first = True
+    cut_short = False  # the last element ended at a string broken by a newline
     n = len(text)
     while True:
         start = pos
@@ -245,18 +250,39 @@ def _json_elements(text: str, origin: Origin) -> Iterator[SourceRecord]:
                 ), None, origin
             return
         if not expect_value:
+            if ch in "{[":
+                # A missing comma: report it (unless the element before was cut short at a broken
+                # string, which already was), then read the element that follows anyway.
+                if not cut_short:
+                    problem = "invalid JSON: missing ',' between array elements"
+                    yield line, InvalidRecord(path, line, None, problem), None, origin
+                expect_value = True
+                cut_short = False
+                continue
             if ch != ",":
-                problem = f"invalid JSON: expected ',' or ']' between array elements, got {ch!r}"
-                yield line, InvalidRecord(path, line, None, problem), None, origin
-                return
+                problem = f"invalid JSON: expected ',' or ']' between array elements, got {ch!r}; nothing after it can be read"
+                raise InvalidRecord(path, line, None, problem)
             pos += 1
             expect_value = True
+            cut_short = False
             continue
         try:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            yield e.lineno, InvalidRecord(path, e.lineno, None, _json_problem(e)), None, origin
-            return
+            # Skip just this element: find where it ends and go on with the next one.
+            end, cut_short = _element_end(text, pos)
+            if end is None or end == pos:
+                raise InvalidRecord(
+                    path, e.lineno, None,
+                    f"{_json_problem(e)}; cannot tell where this array element ends, so nothing after "
+                    f"line {line} can be read",
+                ) from None
+            yield e.lineno, InvalidRecord(path, e.lineno, None, _json_problem(e)), text[pos:end], origin
+            line += text.count("\n", pos, end)
+            pos = end
+            expect_value = False
+            first = False
+            continue
         raw = text[pos:end]
         if type(obj) is not dict:
             yield line, InvalidRecord(path, line, None, _not_object(obj)), raw, origin
@@ -268,6 +294,40 @@ def _json_elements(text: str, origin: Origin) -> Iterator[SourceRecord]:
         pos = end
         expect_value = False
         first = False
+
+
+def _element_end(text: str, pos: int) -> tuple[int | None, bool]:
+    """(just after the invalid array element starting at `pos`, whether it was cut short).
+
+    The element ends where its brackets close, or at the next top-level ',' or ']'. A raw newline
+    inside a string (JSON strings cannot hold one) cuts the element short there, so an unclosed
+    quote does not swallow the records after it. (None, False) if the text ends first.
+    """
+    depth, i, n, in_str = 0, pos, len(text), False
+    while i < n:
+        c = text[i]
+        if in_str:
+            if c == "\\":
+                i += 2
+                continue
+            if c == "\n":
+                return i, True
+            if c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "{[":
+            depth += 1
+        elif c in "}]":
+            if depth == 0:
+                return i, False
+            depth -= 1
+            if depth == 0:
+                return i + 1, False
+        elif c == "," and depth == 0:
+            return i, False
+        i += 1
+    return None, False
 
 
 # --- Parquet and Arrow --------------------------------------------------------------------
@@ -291,20 +351,38 @@ def _parquet(p: Path, origin: Origin) -> Iterator[SourceRecord]:
         yield 1, InvalidRecord(origin.path, None, None, problem), None, origin
         return
     with pf:
-        yield from _rows(pf.iter_batches(batch_size=ROW_BATCH), origin)
+        yield from _rows(_guarded(pf.iter_batches(batch_size=ROW_BATCH), str(p), "Parquet"), origin)
+
+
+def _guarded(batches, path: str, kind: str):
+    """`batches`, with a file that breaks part-way (corrupt page, truncated) as one error line."""
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (OSError, ValueError) as e:  # ArrowInvalid / ArrowIOError subclass these
+            raise InvalidRecord(path, None, None, f"not a readable {kind} file: {str(e).splitlines()[0]}") from None
+        yield batch
 
 
 def _arrow_batches(p: Path):
     """Record batches of an Arrow IPC stream (what ``save_to_disk`` writes) or IPC file."""
     import pyarrow as pa
 
-    source = pa.memory_map(str(p))
+    if not p.is_file():
+        raise InvalidRecord(str(p), None, None, "missing: the dataset's state.json lists this data file")
     try:
-        reader = pa.ipc.open_stream(source)
-    except pa.ArrowInvalid:
-        reader = pa.ipc.open_file(source)
-        return (reader.get_batch(i) for i in range(reader.num_record_batches))
-    return iter(reader)
+        source = pa.memory_map(str(p))
+        try:
+            reader = pa.ipc.open_stream(source)
+        except pa.ArrowInvalid:
+            reader = pa.ipc.open_file(source)
+            return _guarded((reader.get_batch(i) for i in range(reader.num_record_batches)), str(p), "Arrow")
+    except (OSError, ValueError) as e:
+        raise InvalidRecord(str(p), None, None, f"not a readable Arrow file: {str(e).splitlines()[0]}") from None
+    return _guarded(reader, str(p), "Arrow")
 
 
 def _arrow_file(p: Path, origin: Origin) -> Iterator[SourceRecord]:
@@ -317,10 +395,32 @@ def _split_batches(batches):
             yield batch.slice(off, ROW_BATCH)
 
 
+def _json_object(path: Path) -> dict:
+    """A folder's JSON metadata file, or an InvalidRecord naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidRecord(str(path), None, None, "missing") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidRecord(str(path), None, None, f"cannot be read: {e}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidRecord(str(path), e.lineno, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    if type(obj) is not dict:
+        raise InvalidRecord(str(path), 1, None, _not_object(obj))
+    return obj
+
+
 def _hf_folder(p: Path) -> Iterator[SourceRecord]:
     dd = p / "dataset_dict.json"
     if dd.is_file():
-        splits = json.loads(dd.read_text())["splits"]
+        splits = _json_object(dd).get("splits")
+        if type(splits) is not list or not splits or not all(type(x) is str for x in splits):
+            raise InvalidRecord(str(dd), None, "splits", "must be a non-empty list of split names")
+        for split in splits:
+            if not (p / split).is_dir() or "/" in split or split in (".", ".."):
+                raise InvalidRecord(str(dd), None, "splits", f"lists split {split!r}, but folder {p / split} is missing")
         for split in splits:
             yield from _hf_dataset(p / split, split)
         return
@@ -333,13 +433,27 @@ def _hf_folder(p: Path) -> Iterator[SourceRecord]:
 
 
 def _hf_dataset(folder: Path, split: str | None) -> Iterator[SourceRecord]:
-    state = json.loads((folder / "state.json").read_text())
+    state_path = folder / "state.json"
+    state = _json_object(state_path)
     if split is None:
         split = state.get("_split") or None
+        if split is not None and type(split) is not str:
+            raise InvalidRecord(str(state_path), None, "_split", f"must be a string, got {split!r}")
     origin = Origin(str(folder), split)
-    files = [folder / d["filename"] for d in state.get("_data_files", [])]
+    entries = state.get("_data_files")
+    if type(entries) is not list:
+        raise InvalidRecord(str(state_path), None, "_data_files", "missing or not a list; is it a save_to_disk dataset?")
+    files = []
+    for i, d in enumerate(entries):
+        name = d.get("filename") if type(d) is dict else None
+        if type(name) is not str or not name or "/" in name or name in (".", ".."):
+            raise InvalidRecord(str(state_path), None, f"_data_files[{i}].filename", "must be a file name in the folder")
+        files.append(folder / name)
     if not files:
-        raise UsageError(f"{folder}/state.json lists no _data_files; is it a save_to_disk dataset?")
+        raise UsageError(f"{state_path} lists no _data_files; is it a save_to_disk dataset?")
+    for f in files:  # a missing shard fails before any row is read
+        if not f.is_file():
+            raise InvalidRecord(str(f), None, None, f"missing: {state_path} lists this data file")
 
     def batches():
         for f in files:

@@ -62,8 +62,8 @@ def _scan(store, table: str, versions: dict) -> pl.LazyFrame:
 def subset_frame(store, name: str) -> tuple[pl.DataFrame, dict]:
     """The subset's rows with texts and features joined in (one row per member, rank order)."""
     manifest, members = load_subset(store, name)
-    versions = manifest["store_versions"]
-    m = pl.from_arrow(members).drop("subset")
+    versions = manifest.store_versions
+    m = pl.from_arrow(members).drop("subset", "run")
     feats = _scan(store, "pair_features", versions)
     keep = [c for c in feats.collect_schema().names() if c not in _NOT_FEATURES]
     feats = feats.select("pair_id", *keep).join(m.lazy().select("pair_id"), on="pair_id", how="semi")
@@ -101,7 +101,7 @@ def export_frame(store, name: str, reveal: bool = False) -> tuple[pl.DataFrame, 
     """(rows to write, labelled, conversational). An unlabelled subset is exported blind (texts
     and ids only: sources, scores and features bias annotators) unless `reveal`."""
     df, manifest = subset_frame(store, name)
-    labelled = bool(manifest["labelled"]) and df["chosen_id"].is_not_null().all()
+    labelled = bool(manifest.labelled) and df["chosen_id"].is_not_null().all()
     conversational = df["p_msgs"].is_not_null().any()
     if conversational:
         prompt = _as_messages("p_msgs", "p_text", "user")

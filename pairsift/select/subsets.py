@@ -2,71 +2,50 @@
 
 A subset is two things in the store: its member rows in ``subset_members`` (pair id, prompt id,
 the unordered pair a/b, rank, score, orientation and where the orientation came from) and one
-manifest row in ``subsets`` (strategy, every parameter, seed, the version of each table read,
-the Lance tag pinning those versions, counts selected and excluded by reason, whether the
-subset is labelled, creation time). The versions are tagged ``subset-<name>`` on every table
-read, so cleanup cannot delete what a subset was selected from and export can read the same
-texts later. Training reads subsets through these two tables.
+manifest in ``subsets`` (strategy, every parameter, seed, the version of each table read, the
+Lance tag pinning those versions, counts selected and excluded by reason, whether the subset is
+labelled, creation time). Reading and writing them is :mod:`pairsift.store.subsets`, which makes
+a subset appear whole or not at all, whatever crashes or runs beside it.
 
-Counts obey ``selected + sum(excluded.values()) == rows_read``: nothing is dropped silently.
+Counts obey ``selected + sum(excluded.values()) == rows_read``: nothing is dropped silently. A
+``where`` filter that matches no pair is refused (most likely a typo; nothing is saved).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ..errors import StoreError, SubsetNotFound, TableNotFound, UsageError
-from ..report import plural
-from ..store.schema import SUBSET_MEMBERS, SUBSETS
-from ..store.sql import equals
-from ..store.subsets import read_manifests
+from ..errors import TableNotFound, UsageError
+from ..store.schema import SUBSET_MEMBERS
+from ..store.sql import check_filter
+from ..store.subsets import (
+    SubsetManifest,
+    delete_subset,
+    read_manifest,
+    read_manifests,
+    read_members,
+    subset_exists,
+    write_subset,
+)
 from .strategies import Context, build_pool, get_strategy
 from .strategies.base import members_table, resolve_embedding
 
-# Also the Lance tag "subset-<name>" on every table read, hence no dots or slashes.
+__all__ = [
+    "SubsetManifest",
+    "delete_subset",
+    "list_subsets",
+    "load_subset",
+    "select",
+    "subset_exists",
+]
+
+# Also part of the Lance tag "subset-<name>.<run>" on every table read: no dots or slashes.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-
-
-def tag_name(name: str) -> str:
-    return f"subset-{name}"
-
-
-@dataclass
-class SubsetResult:
-    name: str
-    strategy: str
-    params: dict[str, Any]
-    seed: int | None
-    labelled: bool
-    counts: dict[str, Any]
-    store_versions: dict[str, int]
-    tag: str
-    created_at: datetime
-    members: pa.Table = field(repr=False)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("members")
-        d["created_at"] = self.created_at.isoformat()
-        return d
-
-    def summary(self) -> str:
-        c = self.counts
-        reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(c["excluded"].items()) if v) or "none"
-        state = "labelled" if self.labelled else "UNLABELLED (export it for annotation)"
-        return (
-            f"subset '{self.name}' ({self.strategy}): {plural(c['selected'], 'pair')} from "
-            f"{plural(c['prompts_selected'], 'prompt')}, {state}\n  read {plural(c['rows_read'], 'pair')} of "
-            f"{plural(c['prompts_read'], 'prompt')}; excluded: {reasons}"
-        )
 
 
 def _check_name(name: str) -> None:
@@ -75,10 +54,6 @@ def _check_name(name: str) -> None:
             f"--name {name!r}: a subset name is 1-128 characters of letters, digits, '_' and '-' "
             "and starts with a letter or digit"
         )
-
-
-def subset_exists(store, name: str) -> bool:
-    return store.has_table("subsets") and store.count("subsets", equals("name", name)) > 0
 
 
 def select(
@@ -90,14 +65,17 @@ def select(
     where: str | None = None,
     replace: bool = False,
     **params: Any,
-) -> SubsetResult:
+) -> SubsetManifest:
     """Run `strategy` over ``pair_features`` and save the picks as subset `name`.
 
     `params` are the strategy's options (``min``, ``max``, ``embedding``, ``k``, ...; see
     :mod:`pairsift.select.strategies`); `where` is an SQL filter on ``pair_features`` pushed into
-    Lance; `seed` seeds every random choice (a NumPy Generator) and is recorded.
+    Lance (one expression: no ``;``, no non-deterministic function such as ``random()``); `seed`
+    seeds every random choice (a NumPy Generator) and is recorded. Returns the saved manifest.
     """
     _check_name(name)
+    if where is not None:
+        where = check_filter(where, "--where")
     strat = get_strategy(strategy)
     p = strat.configure(params)
     if subset_exists(store, name) and not replace:
@@ -119,7 +97,9 @@ def select(
     selected = len(picks.rows)
     pool.excluded["not_selected"] += candidates - selected - (sum(pool.excluded.values()) - excluded_before)
 
-    members = members_table(pool, picks.rows, picks.score, name, strat.orientation(p).label_source, SUBSET_MEMBERS)
+    # The run column is the store's business (write_subset fills it).
+    layout = pa.schema([f for f in SUBSET_MEMBERS if f.name != "run"])
+    members = members_table(pool, picks.rows, picks.score, name, strat.orientation(p).label_source, layout)
     prompts_selected = members.column("prompt_id").unique().__len__() if selected else 0
     counts = {
         "rows_read": pool.rows_read,
@@ -131,86 +111,32 @@ def select(
         "prompts_excluded": {k: v for k, v in sorted(pool.prompts_excluded.items()) if v},
         **picks.extra,
     }
-    labelled = bool(pool.labelled)
-    result = SubsetResult(
+    if where and pool.rows_read and counts["excluded"].get("where", 0) == pool.rows_read:
+        raise UsageError(
+            f"--where {where!r} matches no pair of the {pool.rows_read:,} in pair_features: "
+            f"subset '{name}' would be empty. Nothing saved."
+        )
+    manifest = SubsetManifest(
         name=name,
         strategy=strat.name,
         params={**p, "where": where},
         seed=seed,
-        labelled=labelled,
+        labelled=bool(pool.labelled),
         counts=counts,
         store_versions=versions,
-        tag=tag_name(name),
+        tag="",  # set by write_subset (one tag per run)
         created_at=datetime.now(timezone.utc),
-        members=members,
     )
-    save_subset(store, result, replace=replace)
-    return result
+    return write_subset(store, manifest, members, replace=replace)
 
 
-def save_subset(store, result: SubsetResult, replace: bool = False) -> None:
-    """Tag the versions read, then write members and the manifest (members first, so a reader
-    that sees the manifest sees every member)."""
-    if replace and subset_exists(store, result.name):
-        delete_subset(store, result.name)
-    try:
-        store.tag(result.tag, result.store_versions)
-    except StoreError as e:
-        raise StoreError(f"{e}: delete the stale tag '{result.tag}' or choose another --name") from e
-    manifest = pa.table(
-        {
-            "name": [result.name],
-            "strategy": [result.strategy],
-            "params": [json.dumps(result.params, sort_keys=True, default=str)],
-            "seed": [result.seed],
-            "store_versions": [json.dumps(result.store_versions, sort_keys=True)],
-            "tag": [result.tag],
-            "counts": [json.dumps(result.counts, sort_keys=True)],
-            "labelled": [result.labelled],
-            "created_at": [result.created_at],
-        },
-        schema=SUBSETS,
-    )
-    with store.writer() as w:
-        w.append("subset_members", result.members, SUBSET_MEMBERS)
-        w.append("subsets", manifest, SUBSETS)
-    # An empty subset writes no member rows: make sure the table exists for readers.
-    if not store.has_table("subset_members"):
-        store.create_table("subset_members", SUBSET_MEMBERS)
+def list_subsets(store) -> list[SubsetManifest]:
+    """Every subset's manifest, oldest first."""
+    return read_manifests(store)
 
 
-def delete_subset(store, name: str) -> None:
-    """Remove a subset's members, manifest and tags (the tagged versions become collectable)."""
-    manifest = _manifest_rows(store, name)
-    if not manifest:
-        raise SubsetNotFound(f"no subset named '{name}' (see `pairsift subsets`)")
-    if store.has_table("subset_members"):
-        store.table("subset_members").delete(equals("subset", name))
-    store.table("subsets").delete(equals("name", name))
-    for table in manifest[0]["store_versions"]:
-        if store.has_table(table):
-            tags = store.table(table).tags
-            if manifest[0]["tag"] in tags.list():
-                tags.delete(manifest[0]["tag"])
-
-
-def _manifest_rows(store, name: str | None = None) -> list[dict]:
-    if name is not None:
-        _check_name(name)
-    return read_manifests(store, name)
-
-
-def list_subsets(store) -> list[dict]:
-    """Every subset's manifest (JSON fields decoded), oldest first."""
-    return _manifest_rows(store)
-
-
-def load_subset(store, name: str) -> tuple[dict, pa.Table]:
+def load_subset(store, name: str) -> tuple[SubsetManifest, pa.Table]:
     """(manifest, members in rank order) of subset `name`."""
-    rows = _manifest_rows(store, name)
-    if not rows:
-        known = ", ".join(r["name"] for r in _manifest_rows(store)) or "none"
-        raise SubsetNotFound(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
-    members = store.dataset("subset_members").to_table(filter=equals("subset", name))
-    order = pc.sort_indices(members, [("rank", "ascending")])
-    return rows[-1], members.take(order)
+    _check_name(name)
+    manifest = read_manifest(store, name)
+    return manifest, read_members(store, manifest)

@@ -1,14 +1,9 @@
-"""The LanceDB store: schemas, content-hash ids, atomic streaming writes, versions and tags."""
-
-import os
-
-# Lance logs a WARN for every fragment written to a table that does not exist yet (our atomic
-# create path). Keep its log to errors unless the user asked for more.
-os.environ.setdefault("LANCE_LOG", "error")
+"""The LanceDB store: schemas, content-hash ids, keyed compare-and-swap writes, versions and tags."""
 
 from .ids import content_id, id_keys, pair_id, prompt_id, response_id
 from .schema import CORE_TABLES, PAIRS, PROMPTS, RESPONSES, SCHEMA_VERSION
-from .store import Store, Writer, dumps_meta, open_store, read_batches
+from .store import Store, dumps_meta, open_store, read_batches
+from .writer import Added, TableStage, Writer
 
 __all__ = [
     "CORE_TABLES",
@@ -16,7 +11,9 @@ __all__ = [
     "PROMPTS",
     "RESPONSES",
     "SCHEMA_VERSION",
+    "Added",
     "Store",
+    "TableStage",
     "Writer",
     "content_id",
     "dumps_meta",

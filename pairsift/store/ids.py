@@ -111,6 +111,40 @@ def _id_bytes(arr: pa.Array) -> np.ndarray:
     return data[offsets[0] : offsets[0] + 32 * n].reshape(n, 32)
 
 
+def row_keys(data: pa.Table | pa.RecordBatch, columns: tuple[str, ...] | list[str]) -> np.ndarray:
+    """64-bit keys of a table's rows under a (possibly composite) key.
+
+    The first column is a content id (:func:`id_keys`); each further column (a short text such
+    as ``label_source``) is hashed per distinct value and XOR-ed in.
+    """
+    keys = id_keys(data.column(columns[0]))
+    for name in columns[1:]:
+        col = data.column(name)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        enc = col.dictionary_encode()
+        hashes = np.array(
+            [int.from_bytes(blake2b(str(v).encode(), digest_size=8).digest(), "big") for v in enc.dictionary.to_pylist()]
+            + [0],  # nulls
+            dtype=np.uint64,
+        )
+        idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
+        keys = keys ^ hashes[idx]
+    return keys
+
+
+def sorted_keys(keys: np.ndarray) -> np.ndarray:
+    return np.unique(np.asarray(keys, dtype=np.uint64))
+
+
+def isin_sorted(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Mask of `keys` found in the sorted unique array `sorted_set`."""
+    if not len(sorted_set) or not len(keys):
+        return np.zeros(len(keys), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, keys), len(sorted_set) - 1)
+    return sorted_set[pos] == keys
+
+
 class SeenKeys:
     """A growing set of uint64 keys with vectorised membership, ~8 bytes per key.
 

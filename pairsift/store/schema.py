@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+#: 2: `subsets` and `subset_members` carry the run that wrote them (and subsets a revision);
+#: the `pairs` table is keyed by (pair_id, label_source). Older tables are upgraded in place.
+SCHEMA_VERSION = 2
 VERSION_KEY = b"pairsift.schema_version"
 
 #: Field metadata for content-hash id columns: hex digests barely compress, and Lance's default
@@ -89,9 +91,32 @@ PAIRS = with_version(
     )
 )
 
+def table_key(name: str) -> tuple[str, ...] | None:
+    """The content key of a table: appends keep only rows whose key is not there yet.
+
+    None for tables written by their own protocol (subsets, subset_members: per run).
+    """
+    if name in _KEYS:
+        return _KEYS[name]
+    if name.startswith("embeddings_"):
+        return ("id",)
+    if name.startswith(("logprobs_", "rewards_")):
+        return ("response_id",)
+    return None
+
+
 #: The tables `pairsift ingest` writes, in commit order: children before parents, so a reader
 #: that sees a prompt also sees its responses and pairs.
 CORE_TABLES: dict[str, pa.Schema] = {"responses": RESPONSES, "pairs": PAIRS, "prompts": PROMPTS}
+
+_KEYS = {
+    "prompts": ("prompt_id",),
+    "responses": ("response_id",),
+    # A pair may be labelled by the dataset and, later, by annotators (`label_source`
+    # "annotator"): one row per source. Orientation precedence: annotator > dataset > score.
+    "pairs": ("pair_id", "label_source"),
+    "pair_features": ("pair_id",),
+}
 
 
 # ---- computed per-response values (written by `pairsift embed` / `pairsift score`) ------------
@@ -173,6 +198,10 @@ SUBSETS = with_version(
             pa.field("counts", pa.string(), nullable=False),  # JSON: selected + excluded by reason
             pa.field("labelled", pa.bool_(), nullable=False),  # False: out for annotation
             pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            # The run whose members this manifest makes visible (null: written before runs), and
+            # the manifest's revision: a replace appends revision + 1 (see store/subsets.py).
+            pa.field("run", pa.string()),
+            pa.field("revision", pa.int64()),
         ]
     )
 )
@@ -194,6 +223,8 @@ SUBSET_MEMBERS = with_version(
             # The unordered pair, always set (a_id < b_id).
             id_field("a_id"),
             id_field("b_id"),
+            # The select run that wrote the row; only the run its manifest names is visible.
+            pa.field("run", pa.string()),
         ]
     )
 )

@@ -26,10 +26,10 @@ from ..compute.device import resolve_device
 from ..errors import UsageError
 from ..report import Report, plural
 from ..store import Store
+from ..store.subsets import read_manifest
 from .config import TRL_LOSSES, TrainConfig
 from .stream import (
     detect_world,
-    load_subset,
     max_steps_for,
     read_members,
     subset_stream,
@@ -250,7 +250,7 @@ def build_trainer(
     config.validate()
     from trl import DPOConfig, DPOTrainer
 
-    info = load_subset(store, config.subset)
+    info = read_manifest(store, config.subset)
     members = read_members(store, config.subset)
     n_pairs = members.height
     world = world_size or detect_world()[1]

@@ -37,54 +37,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import IntegrityError, StoreError, SubsetNotFound, TableNotFound, UsageError
+from ..errors import IntegrityError, StoreError, TableNotFound, UsageError
 from ..store import Store
-from ..store.sql import equals
-from ..store.subsets import read_manifests
+from ..store.subsets import SubsetManifest, read_manifest
+from ..store.subsets import read_members as read_member_rows
 
 if TYPE_CHECKING:
     import datasets
 
-# ---- the subset manifest ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SubsetInfo:
-    """What `pairsift select` recorded about a subset (one row of the ``subsets`` table)."""
-
-    name: str
-    strategy: str
-    params: dict
-    seed: int | None
-    store_versions: dict[str, int]
-    tag: str
-    counts: dict
-    labelled: bool
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "strategy": self.strategy,
-            "params": self.params,
-            "seed": self.seed,
-            "store_versions": self.store_versions,
-            "tag": self.tag,
-            "counts": self.counts,
-            "labelled": self.labelled,
-        }
-
-
-def load_subset(store: Store, name: str) -> SubsetInfo:
-    """Read a subset's manifest; the message says which command makes it when it is missing."""
-    if not store.has_table("subsets"):
-        raise TableNotFound(f"store {store.uri} has no table 'subsets': run `pairsift select` first")
-    rows = read_manifests(store, name)
-    if not rows:
-        known = sorted({r["name"] for r in read_manifests(store)})
-        hint = f" (known: {', '.join(known[:20])})" if known else ""
-        raise SubsetNotFound(f"no subset named '{name}' in store {store.uri}{hint}: run `pairsift select` first")
-    row = rows[-1]  # the newest, should a name ever have been written twice
-    return SubsetInfo(**{k: row[k] for k in SubsetInfo.__dataclass_fields__})
+# ---- the subset's members ----------------------------------------------------------------------
 
 
 def read_members(store: Store, name: str) -> pl.DataFrame:
@@ -95,7 +56,7 @@ def read_members(store: Store, name: str) -> pl.DataFrame:
     if not store.has_table("subset_members"):
         raise TableNotFound(f"store {store.uri} has no table 'subset_members': run `pairsift select` first")
     cols = ["pair_id", "prompt_id", "rank", "chosen_id", "rejected_id", "a_id", "b_id"]
-    table = store.dataset("subset_members").to_table(columns=cols, filter=equals("subset", name))
+    table = read_member_rows(store, read_manifest(store, name), cols)
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame):  # a single column comes back as a Series
         df = df.to_frame()
@@ -406,7 +367,7 @@ def _features(spec: StreamSpec, conversational: bool):
 
 def make_spec(
     store: Store,
-    subset: str | SubsetInfo,
+    subset: str | SubsetManifest,
     *,
     seed: int = 0,
     shuffle: bool = True,
@@ -417,7 +378,7 @@ def make_spec(
     conversational: bool | None = None,
     oriented: bool = True,
 ) -> StreamSpec:
-    info = subset if isinstance(subset, SubsetInfo) else load_subset(store, subset)
+    info = subset if isinstance(subset, SubsetManifest) else read_manifest(store, subset)
     if oriented and not info.labelled:
         # The manifest flag is advisory (label import may update members only); members decide.
         check_labelled(read_members(store, info.name), info.name)

@@ -113,7 +113,9 @@ def reference(prompts: list[P], labelled_only=False, sets=("e", "lp", "rm")) -> 
             cid, jid = response_id(pid, p.responses[c].text), response_id(pid, p.responses[j].text)
             key = (min(cid, jid), max(cid, jid))
             lab = 1 if cid < jid else -1
-            labels[key] = lab if labels.get(key, lab) == lab else "conflict"
+            # The pairs table is keyed by (pair_id, label_source): a source's first label of a
+            # pair is the one stored (a second, opposite one is a duplicate key, dropped).
+            labels.setdefault(key, lab)
         for i in range(len(items)):
             for j in range(i + 1, len(items)):
                 (aid, a), (bid, b) = items[i], items[j]
@@ -298,7 +300,9 @@ def test_new_set_adds_columns_to_existing_rows(store):
     v = store.dataset(TABLE).version
     report = build_pairs(store)
     assert report.columns_added == ["cos_e2"]  # DCRM columns do not depend on embeddings
-    assert store.dataset(TABLE).version == v + 1  # existing rows + new prompts in one commit
+    # one Merge commit adds the column to existing rows (never an Overwrite: a concurrent append
+    # would make it fail, not vanish), one keyed commit appends the new prompts
+    assert store.dataset(TABLE).version == v + 2
     assert_matches(store, reference(prompts, sets=("e", "e2", "lp", "rm")))
 
 

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pairsift.errors import SchemaError, StoreError, TableNotFound
-from pairsift.store import PROMPTS, content_id, id_keys, open_store, pair_id
+from pairsift.store import (
+    PROMPTS,
+    SCHEMA_VERSION,
+    content_id,
+    id_keys,
+    open_store,
+    pair_id,
+)
 from pairsift.store.ids import SeenKeys
 from pairsift.store.schema import VERSION_KEY
 
@@ -36,11 +43,12 @@ def test_writer_commits_once_per_table(tmp_store):
         for i in range(5):
             w.append("prompts", prompts(f"p{i}"), PROMPTS)
         assert not tmp_store.has_table("prompts")  # nothing visible before the block ends
-    assert tmp_store.versions() == {"prompts": 1}
+    # a new table: an empty version 1 (the create, which never replaces), then the rows
+    assert tmp_store.versions() == {"prompts": 2}
     assert tmp_store.count("prompts") == 5
     with tmp_store.writer() as w:
         w.append("prompts", prompts("q"))
-    assert tmp_store.versions() == {"prompts": 2}
+    assert tmp_store.versions() == {"prompts": 3}
     assert sorted(tmp_store.scan("prompts").collect()["text"]) == ["p0", "p1", "p2", "p3", "p4", "q"]
 
 
@@ -48,11 +56,10 @@ def test_failed_block_leaves_store_unchanged(tmp_store):
     with tmp_store.writer() as w:
         w.append("prompts", prompts("a", "b"), PROMPTS)
     before = (tmp_store.versions(), tmp_store.count("prompts"))
-    with pytest.raises(RuntimeError):
-        with tmp_store.writer(rows_per_file=1) as w:
-            w.append("prompts", prompts("c"))
-            w.append("prompts", prompts("d"))  # data files are written here ...
-            raise RuntimeError("interrupted")  # ... but never committed
+    with pytest.raises(RuntimeError), tmp_store.writer(rows_per_file=1) as w:
+        w.append("prompts", prompts("c"))
+        w.append("prompts", prompts("d"))  # data files are written here ...
+        raise RuntimeError("interrupted")  # ... but never committed
     assert (tmp_store.versions(), tmp_store.count("prompts")) == before
 
 
@@ -65,19 +72,22 @@ def test_newer_schema_version_is_refused(tmp_path):
     store = open_store(tmp_path / "s")
     newer = PROMPTS.with_metadata({VERSION_KEY: b"999"})
     store.db.create_table("prompts", schema=newer)
+    again = open_store(tmp_path / "s")  # opening reads no table ...
     with pytest.raises(SchemaError, match="upgrade pairsift"):
-        open_store(tmp_path / "s")
+        again.dataset("prompts")  # ... using one checks its version
+    with pytest.raises(SchemaError, match="upgrade pairsift"), again.writer() as w:
+        w.append("prompts", prompts("x"))
 
 
 def test_tags_pin_versions(tmp_store):
     with tmp_store.writer() as w:
         w.append("prompts", prompts("a"), PROMPTS)
-    tmp_store.tag("run1", {"prompts": 1})
-    tmp_store.tag("run1", {"prompts": 1})  # idempotent
+    tmp_store.tag("run1", {"prompts": 2})
+    tmp_store.tag("run1", {"prompts": 2})  # idempotent
     with tmp_store.writer() as w:
         w.append("prompts", prompts("b"))
     with pytest.raises(StoreError, match="already exists"):
-        tmp_store.tag("run1", {"prompts": 2})
+        tmp_store.tag("run1", {"prompts": 3})
     assert tmp_store.dataset("prompts", "run1").count_rows() == 1
     assert tmp_store.scan("prompts", version="run1").collect().height == 1
 
@@ -86,7 +96,7 @@ def test_info(tmp_store):
     with tmp_store.writer() as w:
         w.append("prompts", prompts("a", "b"), PROMPTS)
     info = tmp_store.info()
-    assert info["tables"]["prompts"] == {"rows": 2, "version": 1, "schema_version": 1}
+    assert info["tables"]["prompts"] == {"rows": 2, "version": 2, "schema_version": SCHEMA_VERSION}
     assert info["datasets"] == {"d": {"train": 2}}
 
 
@@ -138,6 +148,6 @@ def test_object_store_uri_with_storage_options():
             w.append("prompts", prompts("a", "b"), PROMPTS)
         again = open_store("s3://pairsift-test/store", opts)
         assert again.count("prompts") == 2
-        assert again.info()["tables"]["prompts"]["version"] == 1
+        assert again.info()["tables"]["prompts"]["version"] == 2
     finally:
         server.stop()

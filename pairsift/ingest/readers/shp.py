@@ -5,8 +5,8 @@
 orients the pair (1: A preferred, 0: B preferred). The prompt's meta keeps ``post_id``,
 ``domain``, ``upvote_ratio``, ``created_at`` and any unmapped field; each response's meta keeps
 its comment id (``c_root_id_A`` / ``c_root_id_B``). ``seconds_difference`` and ``score_ratio``
-describe the pair, not the prompt, and are derivable (or nearly) from the rest: they are dropped,
-since a prompt shared by several SHP rows keeps the meta of its first row only.
+describe the pair, not the post, so they travel with the pair: they are kept in the ``pairs``
+row's meta (a prompt shared by several SHP rows keeps the meta of its first row only).
 """
 
 from __future__ import annotations
