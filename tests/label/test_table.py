@@ -16,7 +16,7 @@ from pairsift.label.table import (
     parse_choice,
     read,
     rows_table,
-    upsert,
+    update_existing,
 )
 
 
@@ -41,13 +41,19 @@ def test_insert_is_idempotent_and_effective_takes_the_last_live_round(tmp_store)
     insert_new(tmp_store, rows_table(rows + rows))  # again, and with in-batch duplicates
     assert tmp_store.count("labels") == 3
     # x takes back p1 (round 0) and labels it again (round 1), then undoes round 1 too
-    upsert(tmp_store, rows_table([_row("p1", "x", undone=True), _row("p1", "x", 1, "b", t=5)]))
+    update_existing(tmp_store, rows_table([_row("p1", "x", undone=True)]))
+    insert_new(tmp_store, rows_table([_row("p1", "x", 1, "b", t=5)]))
     eff = {(r["pair_id"], r["annotator"]): r for r in effective(read(tmp_store, "u")).to_dicts()}
     assert eff[("p1", "x")]["round"] == 1 and eff[("p1", "x")]["choice"] == "b"
-    upsert(tmp_store, rows_table([_row("p1", "x", 1, "b", undone=True, t=5)]))
+    update_existing(tmp_store, rows_table([_row("p1", "x", 1, "b", undone=True, t=5)]))
     eff = {(r["pair_id"], r["annotator"]) for r in effective(read(tmp_store, "u")).to_dicts()}
     assert eff == {("p1", "y"), ("p2", "x")}
     assert read(tmp_store, pair_ids=["p2"]).height == 1 and read(tmp_store, "nope").height == 0
+    # an update never adds a row: a label that is not stored stays not stored
+    assert update_existing(tmp_store, rows_table([_row("p9", "x", undone=True)])) is not None
+    assert tmp_store.count("labels") == 4 and read(tmp_store, pair_ids=["p9"]).height == 0
+    # nothing new: no commit
+    assert insert_new(tmp_store, rows_table(rows)) is None
 
 
 def _writer(uri: str, worker: int, start: float, out) -> None:
