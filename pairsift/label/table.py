@@ -69,8 +69,7 @@ def open_labels(store: Store) -> lance.LanceDataset:
 def insert_new(store: Store, rows: pa.Table) -> int | None:
     """Add the rows whose label_id is not in the table yet: one keyed compare-and-swap commit
     (repeated ids in `rows` count once). Returns the version committed; None when every row was
-    there already (nothing committed)."""
-    open_labels(store)
+    there already (nothing committed). A missing table is created first, never replaced."""
     return append_keyed(store, TABLE, LABELS, rows, KEY)
 
 
