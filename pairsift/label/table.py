@@ -23,12 +23,12 @@ import pyarrow as pa
 
 from ..store import Store
 from ..store.ids import content_id
-from ..store.schema import LABEL_CHOICES, LABELS
+from ..store.schema import LABEL_CHOICES, LABELS, table_key
 from ..store.sql import equals, is_in
 from .commits import append_keyed, update_matched
 
 TABLE = "labels"
-KEY = ("label_id",)
+KEY = table_key(TABLE)
 CHOICES = LABEL_CHOICES
 #: The choices that are a vote about the pair (skip is not).
 VOTES = ("a", "b", "tie", "both_bad")

@@ -5,23 +5,20 @@ ever touched, and a re-run ends where an uninterrupted run ends."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections import Counter
 
 import pytest
 
 from pairsift.label.importing import import_labels
 from pairsift.label.resolve import resolve
 from pairsift.select.subsets import load_subset, select
-from pairsift.store import open_store
 from pairsift.store.subsets import _with_run, new_run, read_manifest
 from tests.concurrency.helpers import run
 
+from .checks import consistent, copy_store, second_round, state, votes_file, write_rows
 from .helpers import EMB, members
 
 pytestmark = pytest.mark.slow
@@ -30,31 +27,6 @@ pytestmark = pytest.mark.slow
 #: subset step (members under a new run + the manifest naming it, one visible step).
 RESOLVE_STEPS = ["label-resolve:pairs", "label-resolve:pair_features", "label-resolve:subset"]
 KILLED = -signal.SIGKILL
-
-
-def _write(tmp_path, name: str, rows: list[dict]):
-    path = tmp_path / name
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _votes_file(store, tmp_path):
-    ms = members(store)
-    rows = [{"pair_id": m["pair_id"], "label": ("a", "b", "tie", "a")[(i + k) % 4] if k < 2 or i % 2 else "b",
-             "annotator": w} for i, m in enumerate(ms) for k, w in enumerate("xyz")]
-    return _write(tmp_path, "votes.jsonl", rows), len(rows)
-
-
-def _second_round(store, tmp_path):
-    """After x labelled pairs 0-14 'a' (and resolve ran): y and z flip 0-5 to b (a changed
-    majority), y alone ties 6-11 (no majority any more: the annotator row goes), x labels 15-17
-    'b' (first orientations)."""
-    ms = members(store)
-    first = _write(tmp_path, "first.jsonl", [{"pair_id": m["pair_id"], "label": "a", "annotator": "x"} for m in ms[:15]])
-    second = [{"pair_id": m["pair_id"], "label": "b", "annotator": w} for m in ms[:6] for w in "yz"]
-    second += [{"pair_id": m["pair_id"], "label": "b", "annotator": "y"} for m in ms[6:12]]
-    second += [{"pair_id": m["pair_id"], "label": "b", "annotator": "x"} for m in ms[15:]]
-    return first, _write(tmp_path, "second.jsonl", second)
 
 
 def _popen(args: list[str], **env: str) -> subprocess.Popen:
@@ -79,51 +51,13 @@ def _pause_and_kill(args: list[str], hook: str) -> None:
     proc.wait()
 
 
-def _state(store) -> dict:
-    manifest, mem = load_subset(store, "u")
-    pf = store.dataset("pair_features").to_table(columns=["pair_id", "label", "label_source"]).to_pylist()
-    pairs = store.dataset("pairs").to_table(columns=["pair_id", "chosen_id", "label_source"]).to_pylist() \
-        if store.has_table("pairs") else []
-    return {
-        "members": sorted((m["pair_id"], m["chosen_id"], m["label_source"]) for m in mem.to_pylist()),
-        "features": sorted((r["pair_id"], r["label"], r["label_source"]) for r in pf),
-        "pairs": sorted((r["pair_id"], r["chosen_id"], r["label_source"]) for r in pairs),
-        "labelled": manifest.labelled,
-        "annotated": manifest.counts.get("annotated"),
-    }
-
-
-def _consistent(store, name: str = "u") -> None:
-    """No duplicate key in any table (members: per run); the visible members are what the
-    manifest counts; the manifest never says labelled before every member is oriented."""
-    def dup(table, cols):
-        rows = store.dataset(table).to_table(columns=cols).to_pylist()
-        return Counter(tuple(r[c] for c in cols) for r in rows).most_common(1)[0][1] if rows else 1
-
-    assert dup("labels", ["label_id"]) == 1
-    assert dup("pair_features", ["pair_id"]) == 1
-    assert dup("subset_members", ["subset", "run", "pair_id"]) == 1
-    if store.has_table("pairs"):
-        assert dup("pairs", ["pair_id", "label_source"]) == 1
-    manifest, mem = load_subset(store, name)
-    ids = mem.column("pair_id").to_pylist()
-    assert len(ids) == len(set(ids)) == manifest.counts["selected"]
-    if manifest.labelled:
-        assert all(m["chosen_id"] is not None for m in mem.to_pylist())
-
-
-def _copy(store, tmp_path, name: str):
-    shutil.copytree(store.uri, tmp_path / name)
-    return open_store(tmp_path / name)
-
-
 def test_import_killed_right_after_its_commit(labelled_store, tmp_path):
     store = labelled_store
-    path, n = _votes_file(store, tmp_path)
+    path, n = votes_file(store, tmp_path)
     _pause_and_kill(["label", "import", "u", str(path), "--store", store.uri], "label-import")
     # one commit: after it, every label is there (and before it, none was)
     assert store.count("labels") == n
-    _consistent(store)
+    consistent(store)
     again = import_labels(store, "u", path)
     assert (again.new, again.unchanged) == (0, n) and store.count("labels") == n
 
@@ -131,13 +65,13 @@ def test_import_killed_right_after_its_commit(labelled_store, tmp_path):
 def test_import_of_new_and_corrected_labels_killed_between_its_two_commits(labelled_store, tmp_path):
     store = labelled_store
     ms = members(store)
-    first = _write(tmp_path, "a.jsonl", [{"pair_id": m["pair_id"], "label": "a", "annotator": "x"} for m in ms[:6]])
+    first = write_rows(tmp_path, "a.jsonl", [{"pair_id": m["pair_id"], "label": "a", "annotator": "x"} for m in ms[:6]])
     import_labels(store, "u", first)
     # pairs 0-2 corrected to b, pairs 6-11 new
     rows = [{"pair_id": m["pair_id"], "label": "b" if i < 3 else "a", "annotator": "x"} for i, m in enumerate(ms[:12])]
-    fixed = _write(tmp_path, "b.jsonl", rows)
+    fixed = write_rows(tmp_path, "b.jsonl", rows)
     _pause_and_kill(["label", "import", "u", str(fixed), "--store", store.uri], "label-import:new")
-    _consistent(store)
+    consistent(store)
     got = {r["pair_id"]: r["choice"] for r in store.dataset("labels").to_table().to_pylist()}
     assert len(got) == 12 and all(got[m["pair_id"]] == "a" for m in ms[:12])  # new ones in, corrections not yet
     again = import_labels(store, "u", fixed)
@@ -149,17 +83,17 @@ def test_import_of_new_and_corrected_labels_killed_between_its_two_commits(label
 @pytest.mark.parametrize("hook", RESOLVE_STEPS)
 def test_resolve_killed_after_each_step(labelled_store, tmp_path, hook):
     store = labelled_store
-    ref_store = _copy(store, tmp_path, "ref")
-    path, _ = _votes_file(ref_store, tmp_path)
+    ref_store = copy_store(store, tmp_path, "ref")
+    path, _ = votes_file(ref_store, tmp_path)
     import_labels(ref_store, "u", path)
     resolve(ref_store, "u")
-    want = _state(ref_store)
+    want = state(ref_store)
 
     import_labels(store, "u", path)
-    before = _state(store)
+    before = state(store)
     _pause_and_kill(["label", "resolve", "u", "--store", store.uri], hook)
-    _consistent(store)
-    after_crash = _state(store)
+    consistent(store)
+    after_crash = state(store)
     # a prefix: the tables up to the hook hold the new state, the later ones the old; members,
     # the labelled flag and the counts change together
     order = [("pairs",), ("features",), ("members", "labelled", "annotated")]
@@ -169,23 +103,23 @@ def test_resolve_killed_after_each_step(labelled_store, tmp_path, hook):
             assert after_crash[key] == (want[key] if i <= upto else before[key]), key
     assert before["annotated"] != want["annotated"]  # the last step is observable too
     resolve(store, "u")  # the re-run completes it
-    _consistent(store)
-    assert _state(store) == want
+    consistent(store)
+    assert state(store) == want
 
 
 def test_resolve_killed_after_every_commit(labelled_store, tmp_path):
     """Every store commit of a resolve that adds, rewrites and removes annotator rows and swaps
     the subset's run: kill -9 right after commit N, for every N, then check and re-run."""
-    first, second = _second_round(labelled_store, tmp_path)
+    first, second = second_round(labelled_store, tmp_path)
     import_labels(labelled_store, "u", first)
     resolve(labelled_store, "u")
     import_labels(labelled_store, "u", second)
-    template = _copy(labelled_store, tmp_path, "template")
-    ref = _copy(template, tmp_path, "ref")
-    before = _state(template)
+    template = copy_store(labelled_store, tmp_path, "template")
+    ref = copy_store(template, tmp_path, "ref")
+    before = state(template)
     rep = resolve(ref, "u")
     assert rep.written["pairs"] == 6 + 6 + 3  # changed, stale, new: all three kinds of write
-    want = _state(ref)
+    want = state(ref)
     # the annotator rows: one per oriented pair, the flipped ones rewritten (never a second row)
     ms = members(ref)
     annot = {p: c for p, c, s in want["pairs"] if s == "annotator"}
@@ -195,20 +129,20 @@ def test_resolve_killed_after_every_commit(labelled_store, tmp_path):
     while True:
         n += 1
         assert n < 60, "resolve still committing after 59 commits"
-        store = _copy(template, tmp_path, f"kill{n}")
+        store = copy_store(template, tmp_path, f"kill{n}")
         rc, _, err = run(["label", "resolve", "u", "--store", store.uri], PAIRSIFT_TEST_KILL_AFTER_COMMIT=str(n))
         if rc == 0:
-            assert _state(store) == want
+            assert state(store) == want
             break
         assert rc == KILLED, (n, rc, err[-2000:])
-        _consistent(store)
-        crashed = _state(store)
+        consistent(store)
+        crashed = state(store)
         # the subset step is atomic: members, flag and counts are all old or all new
         subset = ("members", "labelled", "annotated")
         assert all(crashed[k] == before[k] for k in subset) or all(crashed[k] == want[k] for k in subset), n
         resolve(store, "u")
-        _consistent(store)
-        assert _state(store) == want, n
+        consistent(store)
+        assert state(store) == want, n
     assert n > 6  # pairs (3), pair_features, tags, members, manifest, cleanup: each was a kill point
 
 
@@ -220,11 +154,11 @@ def test_resolve_touches_only_the_run_the_manifest_names(labelled_store, tmp_pat
     orphan_run = new_run()
     with store.writer() as w:  # step 2 of a select whose manifest commit never happened
         w.append("subset_members", _with_run(mem, "u", orphan_run))
-    path, _ = _votes_file(store, tmp_path)
+    path, _ = votes_file(store, tmp_path)
     import_labels(store, "u", path)
     rep = resolve(store, "u")
     assert rep.oriented > 0
-    _consistent(store)
+    consistent(store)
     orphan = store.dataset("subset_members").to_table(filter=f"run = '{orphan_run}'").to_pylist()
     assert len(orphan) == mem.num_rows and all(r["chosen_id"] is None for r in orphan)
     visible = members(store)
@@ -237,7 +171,7 @@ def test_resolve_beside_a_select_replace_of_its_subset(labelled_store, tmp_path)
     old subset's orientation or counts over the new one; it starts over on the new subset."""
     store = labelled_store
     ms = members(store)
-    _write(tmp_path, "all.jsonl", [{"pair_id": m["pair_id"], "label": "a", "annotator": "x"} for m in ms])
+    write_rows(tmp_path, "all.jsonl", [{"pair_id": m["pair_id"], "label": "a", "annotator": "x"} for m in ms])
     import_labels(store, "u", tmp_path / "all.jsonl")
     go = tmp_path / "go"
     proc = _popen(["label", "resolve", "u", "--store", store.uri],
@@ -248,7 +182,7 @@ def test_resolve_beside_a_select_replace_of_its_subset(labelled_store, tmp_path)
     go.touch()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    _consistent(store)
+    consistent(store)
     manifest, mem = load_subset(store, "u")
     assert manifest.counts["selected"] == new.counts["selected"] == mem.num_rows
     assert manifest.labelled and {m["label_source"] for m in mem.to_pylist()} == {"annotator"}
