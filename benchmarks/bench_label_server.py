@@ -14,9 +14,12 @@ retry after a timeout while the first is still in flight): it must be stored onc
 
 Variants (the same app, the same validation; only the commit differs):
 - ``group`` (ours): group commit, every label queued while a commit runs goes into the next
-  one (one merge-insert keyed on label_id: idempotent).
-- ``each``: one merge-insert commit per label, in arrival order: the same guarantees, what
-  the server does without group commit.
+  one (one keyed compare-and-swap append on label_id, the store's writer: idempotent).
+- ``group-mi``: the same group commit, each commit a Lance merge-insert insert-if-not-exists on
+  label_id relying on its primary-key metadata (what the label room did before it moved to the
+  store's writer; docs/ARCHITECTURE.md "Writes", benchmarks/bench_label_writes.py).
+- ``each``: one keyed commit per label, in arrival order: the same guarantees, what the server
+  does without group commit.
 - ``append``: one plain ``table.add`` per label: what a competent user writes first with
   LanceDB. The server's in-memory check still drops a retry of a label it has committed, but
   not one that arrives while the first is in flight, nor one sent to another server process.
@@ -103,10 +106,21 @@ def serve(variant: str, store_uri: str) -> None:
             table.add(rows)
             return table.version
 
+    class MergeInsertWriter(LabelWriter):
+        """Merge-insert insert-if-not-exists on label_id (primary-key metadata on the field)."""
+
+        def commit_inserts(self, rows: pa.Table) -> int:
+            import lance
+
+            ds = lance.dataset(self.store.table_uri("labels"), storage_options=self.store.storage_options)
+            last = {k: i for i, k in enumerate(rows.column("label_id").to_pylist())}  # a double POST in one batch
+            ds.merge_insert("label_id").when_not_matched_insert_all().execute(rows.take(sorted(last.values())))
+            return ds.version
+
     store = open_store(store_uri)
     config = ServeConfig(port=0, refresh_seconds=3600)
-    writer = {"group": LabelWriter(store, config.max_batch), "each": LabelWriter(store, 1),
-              "append": AppendWriter(store, 1)}[variant]
+    writer = {"group": LabelWriter(store, config.max_batch), "group-mi": MergeInsertWriter(store, config.max_batch),
+              "each": LabelWriter(store, 1), "append": AppendWriter(store, 1)}[variant]
     app = make_app(store, "bench", config, writer=writer)
     sock = bind("127.0.0.1", 0)
     print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
@@ -266,7 +280,7 @@ def main() -> None:
             f"{r['load_avg']:.1f}")))
     by = {r["variant"]: r for r in results}
     if "group" in by:
-        for base in ("each", "append"):
+        for base in ("group-mi", "each", "append"):
             if base in by:
                 print(f"group vs {base}: labels/s x{by['group']['labels_per_s'] / by[base]['labels_per_s']:.2f}, "
                       f"p99 x{by[base]['p99_ms'] / by['group']['p99_ms']:.2f} lower")

@@ -15,8 +15,11 @@ Accepted files (``format="auto"`` tells them apart by suffix and content):
 Each label's annotator comes from the file (a column, the Argilla user id, the Label Studio
 user) or from ``annotator=``; the option wins when both are given. Every row is validated
 against the subset before anything is written, the first problem is reported as
-``FILE:LINE: field 'X': problem`` (a file that is not UTF-8 text included), and then all rows
-are written in ONE commit: a crash leaves the table as it was or with every row.
+``FILE:LINE: field 'X': problem`` (a file that is not UTF-8 text included). Then the new labels
+are written in ONE keyed commit (a crash leaves the table as it was or with every new row), and
+the labels the file corrects (same annotator, pair and round, another choice or rationale) in one
+more commit, an update of those rows: a crash between the two leaves the new labels without the
+corrections, and importing the file again completes it.
 
 Idempotent: a label's id is the hash of (subset, pair, annotator, round), where round is that
 annotator's current round for the pair (0 if none), so re-importing a file adds nothing and a
@@ -42,12 +45,13 @@ from .formats import Parsed
 from .table import (
     VOTES,
     effective,
+    insert_new,
     label_id,
     now,
     parse_choice,
     read,
     rows_table,
-    upsert,
+    update_existing,
 )
 
 FORMATS = ("auto", "rows", "argilla", "label-studio")
@@ -258,7 +262,7 @@ def import_labels(
         for row in existing.sort("round").iter_rows(named=True):
             rounds[(row["pair_id"], row["annotator"])] = row  # the highest round wins
     stamp = now()
-    write = []
+    new, changed = [], []
     for r in labels:
         old = rounds.get((r["pair_id"], r["annotator"]))
         rnd = old["round"] if old is not None else 0
@@ -267,14 +271,19 @@ def import_labels(
                "created_at": stamp, "undone_at": None}
         if old is None:
             report.new += 1
+            new.append(row)
         elif (old["choice"], old["rationale"], old["undone_at"]) == (r["choice"], r["rationale"], None):
             report.unchanged += 1
-            continue
         else:
             report.changed += 1
-        write.append(row)
-    if write:
-        report.version = upsert(store, rows_table(write))
+            changed.append(row)
+    if new:
+        report.version = insert_new(store, rows_table(new))
+        if changed:
+            hooks.committed("label-import:new")
+    if changed:
+        report.version = update_existing(store, rows_table(changed))
+    if new or changed:
         hooks.committed("label-import")
     report.annotators = sorted({r["annotator"] for r in labels})
     counts = pl.Series([r["choice"] for r in labels], dtype=pl.String).value_counts(sort=True)

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from ..errors import TableNotFound
 from ..select.subsets import load_subset
 from ..store import Store
+from ..store.subsets import SubsetManifest
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,10 @@ def _rows_by_id(store: Store, table: str, key: str, ids: list[str], version: int
     return {r[key]: r for r in got.to_pylist()}
 
 
-def load_items(store: Store, subset: str) -> tuple[dict, list[Item]]:
+def load_items(store: Store, subset: str) -> tuple[SubsetManifest, list[Item]]:
     """(manifest, the subset's pairs in rank order with their texts)."""
     manifest, members = load_subset(store, subset)
-    versions = manifest["store_versions"]
+    versions = manifest.store_versions
     m = members.select(["pair_id", "prompt_id", "a_id", "b_id", "rank"]).to_pylist()
     resp = _rows_by_id(
         store, "responses", "response_id", [r["a_id"] for r in m] + [r["b_id"] for r in m],
@@ -77,13 +78,13 @@ def load_items(store: Store, subset: str) -> tuple[dict, list[Item]]:
     return manifest, items
 
 
-def revealed_columns(store: Store, subset: str, manifest: dict, pair_ids: list[str]) -> dict[str, dict]:
+def revealed_columns(store: Store, subset: str, manifest: SubsetManifest, pair_ids: list[str]) -> dict[str, dict]:
     """What blind exports leave out, per pair: generator names, dataset scores, the subset's rank
     and score, and every feature column (``--reveal``)."""
     _, members = load_subset(store, subset)
     out = {r["pair_id"]: {"rank": r["rank"], "subset_score": r["score"]} for r in
            members.select(["pair_id", "rank", "score"]).to_pylist()}
-    version = manifest["store_versions"].get("pair_features")
+    version = manifest.store_versions.get("pair_features")
     if store.has_table("pair_features") and pair_ids:
         ds = store.dataset("pair_features", version)
         skip = {"pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "orientable"}

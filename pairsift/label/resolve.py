@@ -8,20 +8,26 @@ is **oriented** when one of a / b has strictly more votes than every other choic
 most votes), ``both_bad``, ``no_majority`` (the top count is shared), ``unlabelled`` (fewer than
 `min_votes` votes).
 
-The result is written where later commands read it, each table at most one commit, in this
-order (so every prefix a crash can leave is consistent, and running resolve again completes it;
-it is a pure function of the labels):
+The result is written where later commands read it, in this order (so every prefix a crash can
+leave is consistent, and running resolve again completes it: it is a pure function of the
+labels), each write one of the store's safe commits (:mod:`.commits`):
 
 1. ``pairs``: one row per oriented pair with ``label_source = "annotator"`` (key pair_id +
-   label_source; rows of pairs no longer oriented are deleted in the same commit), so a later
-   `pairsift pairs` run sees the label (annotator > dataset > score).
+   label_source), so a later `pairsift pairs` run sees the label (annotator > dataset > score).
+   A pair whose majority changed has its annotator row rewritten in place (an update, never a
+   second row); pairs oriented for the first time are added by the store's keyed
+   compare-and-swap append (two resolves, or a resolve and an ingest, at once store each key
+   once); rows of pairs no longer oriented are deleted. Up to three commits, in that order.
 2. ``pair_features``: the orientation columns (label, label_source, orientable) of the existing
-   rows, updated in place by a merge on pair_id (never an Overwrite, which would drop a
-   concurrent append); a pair whose annotator label went away falls back to the dataset's label,
-   else its scores.
-3. ``subset_members``: chosen_id / rejected_id / label_source of this subset's members (what
-   `train` reads).
-4. ``subsets``: the manifest's ``labelled`` flag and its counts, last.
+   rows, updated in place (never an Overwrite, which would drop a concurrent append); a pair
+   whose annotator label went away falls back to the dataset's label, else its scores.
+3. the subset: its members with chosen_id / rejected_id / label_source (what `train` reads) and
+   its manifest's ``labelled`` flag and counts, in ONE visible step
+   (:func:`pairsift.store.subsets.update_subset`): the members are written as a new run and the
+   manifest revision naming it is a compare-and-swap, so only the run the manifest names is
+   ever touched (an orphan run a crashed job left is not), the manifest never says labelled
+   before its members are, and a subset another job replaced meanwhile is never written over:
+   resolve then starts again on the new subset.
 
 A table whose rows already say what resolve would write gets no commit: a second run commits
 nothing.
@@ -40,10 +46,13 @@ import pyarrow.compute as pc
 
 from ..errors import UsageError
 from ..store import Store
-from ..store.schema import PAIRS, SUBSET_MEMBERS
+from ..store.commit import backoff
+from ..store.schema import PAIRS, table_key
 from ..store.sql import equals, is_in
+from ..store.subsets import SubsetManifest, read_manifest, update_subset
 from . import hooks
-from .table import VOTES, create_if_missing, effective, read
+from .commits import append_keyed, delete_where, update_matched
+from .table import VOTES, effective, read
 
 ANNOTATOR = "annotator"
 OUTCOMES = ("a", "b", "tie", "both_bad", "no_majority", "unlabelled")
@@ -130,12 +139,29 @@ def _fallback(store: Store, pf: pl.DataFrame) -> dict[str, tuple[int | None, str
     return out
 
 
+#: How often resolve starts over when another job replaced the subset while it ran.
+RESTARTS = 5
+
+
 def resolve(store: Store, subset: str, *, min_votes: int = 1) -> ResolveReport:
     """Orient the pairs of `subset` by majority of their annotator labels (see the module doc)."""
-    from ..select.subsets import load_subset
-
     if min_votes < 1:
         raise UsageError(f"--min-votes must be >= 1, got {min_votes}")
+    for attempt in range(RESTARTS):
+        try:
+            return _resolve(store, subset, min_votes)
+        except _SubsetChanged:
+            backoff(attempt)
+    raise UsageError(f"subset '{subset}' kept changing while `label resolve` ran ({RESTARTS} tries); run it again")
+
+
+class _SubsetChanged(Exception):
+    """Another job saved a new revision of the subset between our read and our commit."""
+
+
+def _resolve(store: Store, subset: str, min_votes: int) -> ResolveReport:
+    from ..select.subsets import load_subset
+
     manifest, members = load_subset(store, subset)
     mem = pl.from_arrow(members.select(["pair_id", "prompt_id", "a_id", "b_id", "chosen_id", "rejected_id", "label_source"]))
     pair_ids = mem["pair_id"].to_list()
@@ -149,8 +175,7 @@ def resolve(store: Store, subset: str, *, min_votes: int = 1) -> ResolveReport:
 
     _write_pairs(store, t, oriented, report)
     fallback = _write_features(store, pair_ids, want, report)
-    _write_members(store, subset, mem, want, fallback, report)
-    _write_manifest(store, subset, manifest, report)
+    _write_subset(store, manifest, members, want, fallback, report)
     return report
 
 
@@ -166,27 +191,38 @@ def _write_pairs(store: Store, t: pl.DataFrame, oriented: pl.DataFrame, report: 
         for r in oriented.iter_rows(named=True)
     ]
     current: dict[str, dict] = {}
+    version = 0  # the version `current` was read at (0: no table yet)
     if store.has_table("pairs"):
+        ds = store.dataset("pairs")
+        version = ds.version
         flt = pc.field("pair_id").isin(pa.array(t["pair_id"].to_list())) & (pc.field("label_source") == ANNOTATOR)
-        current = {r["pair_id"]: r for r in store.dataset("pairs").to_table(filter=flt).to_pylist()}
-    changed = [r for r in rows if {k: current.get(r["pair_id"], {}).get(k) for k in r} != r]
+        current = {r["pair_id"]: r for r in ds.to_table(filter=flt).to_pylist()}
+    new = [r for r in rows if r["pair_id"] not in current]
+    changed = [r for r in rows if r["pair_id"] in current and {k: current[r["pair_id"]].get(k) for k in r} != r]
     stale = sorted(set(current) - {r["pair_id"] for r in rows})
-    if not changed and not stale:
+    if not (new or changed or stale):
         return
-    create_if_missing(store, "pairs", PAIRS)
-    merge = store.db.open_table("pairs").merge_insert(["pair_id", "label_source"])
-    merge = merge.when_matched_update_all().when_not_matched_insert_all()
+    # A changed majority rewrites the pair's one annotator row (an update cannot add a row) ...
+    if changed:
+        report.versions["pairs"] = update_matched(store, "pairs", list(table_key("pairs")),
+                                                  pa.Table.from_pylist(changed, schema=PAIRS))
     if stale:
-        merge = merge.when_not_matched_by_source_delete(f"label_source = '{ANNOTATOR}' AND {is_in('pair_id', stale)}")
-    result = merge.execute(pa.Table.from_pylist(changed, schema=PAIRS))
-    report.written["pairs"] = len(changed) + len(stale)
-    report.versions["pairs"] = result.version
+        delete_where(store, "pairs", f"{equals('label_source', ANNOTATOR)} AND {is_in('pair_id', stale)}")
+        report.versions["pairs"] = store.dataset("pairs").version
+    # ... and first orientations are a keyed append checked against the version read: a row
+    # another resolve (or ingest) committed since is dropped, never stored twice.
+    if new:
+        v = append_keyed(store, "pairs", PAIRS, pa.Table.from_pylist(new, schema=PAIRS), table_key("pairs"),
+                         version=version)
+        if v is not None:
+            report.versions["pairs"] = v
+    report.written["pairs"] = len(new) + len(changed) + len(stale)
     hooks.committed("label-resolve:pairs")
 
 
 def _write_features(store: Store, pair_ids: list[str], want: dict[str, int], report: ResolveReport) -> dict:
     """Update pair_features' orientation of these pairs; return the fallback orientation of the
-    pairs whose annotator label went away (also used for subset_members)."""
+    pairs whose annotator label went away (also used for the subset's members)."""
     if not store.has_table("pair_features") or not pair_ids:
         return {}
     cols = ["pair_id", "a_id", "b_id", "score_a", "score_b", "label", "label_source", "orientable"]
@@ -208,55 +244,71 @@ def _write_features(store: Store, pair_ids: list[str], want: dict[str, int], rep
         return fallback
     schema = store.dataset("pair_features").schema
     part = pa.schema([schema.field(c) for c in ("pair_id", "label", "label_source", "orientable")])
-    result = store.db.open_table("pair_features").merge_insert("pair_id").when_matched_update_all().execute(
-        pa.Table.from_pylist(updates, schema=part)
-    )
+    report.versions["pair_features"] = update_matched(store, "pair_features", "pair_id",
+                                                      pa.Table.from_pylist(updates, schema=part))
     report.written["pair_features"] = len(updates)
-    report.versions["pair_features"] = result.version
     hooks.committed("label-resolve:pair_features")
     return fallback
 
 
-def _write_members(store: Store, subset: str, mem: pl.DataFrame, want: dict[str, int], fallback: dict,
-                   report: ResolveReport) -> None:
-    updates = []
-    oriented_after = 0
-    for r in mem.iter_rows(named=True):
-        pid = r["pair_id"]
-        if pid in want:
-            label, source = want[pid], ANNOTATOR
-        elif r["label_source"] == ANNOTATOR:  # its annotator label went away
-            label, source = fallback.get(pid, (None, None))
-        else:
-            oriented_after += r["chosen_id"] is not None
-            continue
-        chosen = None if label is None else (r["a_id"] if label == 1 else r["b_id"])
-        rejected = None if label is None else (r["b_id"] if label == 1 else r["a_id"])
-        oriented_after += chosen is not None
-        if (r["chosen_id"], r["rejected_id"], r["label_source"]) != (chosen, rejected, source if chosen else None):
-            updates.append({"subset": subset, "pair_id": pid, "chosen_id": chosen, "rejected_id": rejected,
-                            "label_source": source if chosen else None})
-    report.labelled = oriented_after == mem.height
-    if not updates:
-        return
-    part = pa.schema([SUBSET_MEMBERS.field(c) for c in ("subset", "pair_id", "chosen_id", "rejected_id", "label_source")])
-    result = store.db.open_table("subset_members").merge_insert(["subset", "pair_id"]).when_matched_update_all().execute(
-        pa.Table.from_pylist(updates, schema=part)
-    )
-    report.written["subset_members"] = len(updates)
-    report.versions["subset_members"] = result.version
-    hooks.committed("label-resolve:subset_members")
-
-
-def _write_manifest(store: Store, subset: str, manifest: dict, report: ResolveReport) -> None:
-    counts = dict(manifest["counts"])
+def _write_subset(store: Store, manifest: SubsetManifest, members: pa.Table, want: dict[str, int], fallback: dict,
+                  report: ResolveReport) -> None:
+    """The members' orientation and the manifest's labelled flag and counts, in one visible step."""
+    chosen, rejected, sources = [], [], []
+    changed = oriented_after = 0
+    for r in members.select(["pair_id", "a_id", "b_id", "chosen_id", "rejected_id", "label_source"]).to_pylist():
+        c, j, s = _orientation(r, want, fallback)
+        changed += (c, j, s) != (r["chosen_id"], r["rejected_id"], r["label_source"])
+        oriented_after += c is not None
+        chosen.append(c)
+        rejected.append(j)
+        sources.append(s)
+    report.labelled = oriented_after == members.num_rows
+    counts = dict(manifest.counts)
     counts["annotated"] = report.oriented
     counts["resolved"] = {k: v for k, v in report.outcomes.items() if k not in ("a", "b")}
-    if manifest["labelled"] == report.labelled and manifest["counts"] == counts:
+    if not changed and manifest.labelled == report.labelled and manifest.counts == counts:
         return
-    table = store.db.open_table("subsets")
-    table.update(where=equals("name", subset),
-                 values={"labelled": report.labelled, "counts": json.dumps(counts, sort_keys=True)})
+    new_members = None
+    if changed:
+        new_members = members
+        for name, values in (("chosen_id", chosen), ("rejected_id", rejected), ("label_source", sources)):
+            i = new_members.schema.get_field_index(name)
+            new_members = new_members.set_column(i, name, pa.array(values, new_members.schema.field(i).type))
+    try:
+        update_subset(store, manifest, new_members, labelled=report.labelled, counts=counts)
+    except UsageError:
+        # Refused because another job saved a new revision since `manifest` was read (a select
+        # --replace, another resolve or import): start over on what is there now.
+        if _revision(store, manifest.name) != (manifest.run, manifest.revision):
+            raise _SubsetChanged() from None
+        raise
+    if changed:
+        report.written["subset_members"] = changed
+        report.versions["subset_members"] = store.dataset("subset_members").version
     report.written["subsets"] = 1
-    report.versions["subsets"] = table.version
-    hooks.committed("label-resolve:subsets")
+    report.versions["subsets"] = store.dataset("subsets").version
+    hooks.committed("label-resolve:subset")
+
+
+def _orientation(r: dict, want: dict[str, int], fallback: dict) -> tuple[str | None, str | None, str | None]:
+    """(chosen_id, rejected_id, label_source) of member `r` after resolving."""
+    pid = r["pair_id"]
+    if pid in want:
+        label, source = want[pid], ANNOTATOR
+    elif r["label_source"] == ANNOTATOR:  # its annotator label went away
+        label, source = fallback.get(pid, (None, None))
+    else:  # oriented by the data (or not at all): resolve leaves it
+        return r["chosen_id"], r["rejected_id"], r["label_source"]
+    if label is None:
+        return None, None, None
+    a, b = r["a_id"], r["b_id"]
+    return (a, b, source) if label == 1 else (b, a, source)
+
+
+def _revision(store: Store, name: str) -> tuple[str | None, int] | None:
+    try:
+        m = read_manifest(store, name)
+    except KeyError:  # deleted meanwhile
+        return None
+    return m.run, m.revision

@@ -1,11 +1,12 @@
-"""The ``labels`` table: create it, add labels idempotently, undo one, read them back.
+"""The ``labels`` table: create it, add labels idempotently, change one, read them back.
 
-Every write is one Lance commit keyed on ``label_id`` (a content hash of subset, pair, annotator
-and round, :func:`label_id`): a retried submission or a re-imported file finds its row and adds
-nothing. The key carries Lance's primary-key metadata (``store.schema.LABELS``), so two writers
-inserting the same new key at once conflict and one retries; neither duplicates it. The table is
-created with a create-only commit, so two processes racing to create it cannot replace each
-other's first labels.
+Labels are keyed on ``label_id`` (a content hash of subset, pair, annotator and round,
+:func:`label_id`), and written the store's way (:mod:`.commits`): new labels by a keyed
+compare-and-swap append (a retried submission or a re-imported file finds its row and adds
+nothing, also when two processes add it at once); an undo or a corrected import by an
+update-only merge-insert of the rows that exist. The table is created empty by the store's
+create-or-fail commit, so processes racing to create it never replace each other's first
+labels.
 
 A label *counts* unless it was undone; of an annotator's rows for one pair in one subset, the
 one with the highest round counts (:func:`effective`).
@@ -22,10 +23,12 @@ import pyarrow as pa
 
 from ..store import Store
 from ..store.ids import content_id
-from ..store.schema import LABEL_CHOICES, LABELS
+from ..store.schema import LABEL_CHOICES, LABELS, table_key
 from ..store.sql import equals, is_in
+from .commits import append_keyed, update_matched
 
 TABLE = "labels"
+KEY = table_key(TABLE)
 CHOICES = LABEL_CHOICES
 #: The choices that are a vote about the pair (skip is not).
 VOTES = ("a", "b", "tie", "both_bad")
@@ -40,8 +43,11 @@ def now() -> datetime:
 
 
 def ensure_table(store: Store) -> None:
-    """Create the empty ``labels`` table unless it exists (safe when several processes race)."""
-    create_if_missing(store, TABLE, LABELS)
+    """Create the empty ``labels`` table unless it exists (safe when several processes race:
+    the store's create-or-fail commit never replaces a table another process created)."""
+    from ..store.commit import create_table
+
+    create_table(store.table_uri(TABLE), LABELS, store.storage_options, f"table '{TABLE}' in store {store.uri}")
 
 
 def rows_table(rows: Iterable[dict]) -> pa.Table:
@@ -60,35 +66,21 @@ def open_labels(store: Store) -> lance.LanceDataset:
         return lance.dataset(uri, storage_options=store.storage_options)
 
 
-# The writes call pylance directly: one call into Rust that releases the GIL throughout. (LanceDB's
-# synchronous API runs each call through a Python event loop in a background thread; in the
-# label server, whose event loop keeps the GIL busy, that made a 10 ms commit take 100+ ms.)
+def insert_new(store: Store, rows: pa.Table) -> int | None:
+    """Add the rows whose label_id is not in the table yet: one keyed compare-and-swap commit
+    (repeated ids in `rows` count once). Returns the version committed; None when every row was
+    there already (nothing committed). A missing table is created first, never replaced."""
+    return append_keyed(store, TABLE, LABELS, rows, KEY)
 
 
-def insert_new(store: Store, rows: pa.Table) -> int:
-    """Insert the rows whose label_id is not in the table yet; one commit. Returns the version."""
-    ds = open_labels(store)
-    ds.merge_insert("label_id").when_not_matched_insert_all().execute(_unique(rows))
-    return ds.version
-
-
-def upsert(store: Store, rows: pa.Table) -> int:
-    """Insert new label_ids and overwrite existing ones with these values; one commit."""
-    ds = open_labels(store)
-    ds.merge_insert("label_id").when_matched_update_all().when_not_matched_insert_all().execute(_unique(rows))
-    return ds.version
-
-
-def mark_undone(store: Store, rows: pa.Table) -> int:
-    """Set ``undone_at`` on these (existing) labels; one commit. Rows are full label rows."""
-    ds = open_labels(store)
-    ds.merge_insert("label_id").when_matched_update_all().execute(_unique(rows))
-    return ds.version
+def update_existing(store: Store, rows: pa.Table) -> int | None:
+    """Overwrite existing labels (same label_id) with these rows: an undo (``undone_at`` set) or a
+    corrected import. Never adds a row; one commit. Returns the version committed (None: no rows)."""
+    return update_matched(store, TABLE, "label_id", _unique(rows))
 
 
 def _unique(rows: pa.Table) -> pa.Table:
-    # Two source rows with one key make a merge-insert undefined (Lance may insert both): keep
-    # the last of each label_id.
+    # Two source rows with one key make a merge-insert ambiguous: keep the last of each label_id.
     if rows.num_rows < 2:
         return rows
     last = {key: i for i, key in enumerate(rows.column("label_id").to_pylist())}
@@ -132,17 +124,3 @@ def parse_choice(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     return _SPELLINGS.get(" ".join(value.strip().lower().split()))
-
-
-def create_if_missing(store: Store, name: str, schema: pa.Schema) -> None:
-    """Create an empty table with a create-only commit (racing creators cannot replace it)."""
-    if store.has_table(name):
-        return
-    try:
-        # mode="create" commits version 1 with put-if-not-exists: of several racing creators
-        # exactly one wins and the others fail here, instead of the last one replacing the table.
-        lance.write_dataset(schema.empty_table(), store.table_uri(name), schema=schema, mode="create",
-                            storage_options=store.storage_options)
-    except OSError as e:
-        if "already exists" not in str(e):
-            raise

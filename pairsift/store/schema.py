@@ -116,6 +116,8 @@ _KEYS = {
     # "annotator"): one row per source. Orientation precedence: annotator > dataset > score.
     "pairs": ("pair_id", "label_source"),
     "pair_features": ("pair_id",),
+    # One row per label an annotator gave (label_id hashes subset, pair, annotator and round).
+    "labels": ("label_id",),
 }
 
 

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from pairsift.features.pairs import build_pairs
 from pairsift.label.importing import import_labels
 from pairsift.label.resolve import resolve
-from pairsift.label.table import mark_undone, read, rows_table
+from pairsift.label.table import read, rows_table, update_existing
 from pairsift.select.export import export
 from pairsift.select.subsets import load_subset, select
 from pairsift.train.stream import check_labelled, read_members
@@ -122,7 +122,7 @@ def test_withdrawn_label_falls_back_to_the_data(scored_store, tmp_path):
     assert _features(store, [m["pair_id"]])[m["pair_id"]]["label_source"] == "annotator"
 
     row = read(store, "u").to_dicts()[0]
-    mark_undone(store, rows_table([{**row, "undone_at": row["created_at"]}]))
+    update_existing(store, rows_table([{**row, "undone_at": row["created_at"]}]))
     rep = resolve(store, "u")
     assert rep.oriented == 0 and rep.labelled
     now = {x["pair_id"]: x for x in members(store)}[m["pair_id"]]

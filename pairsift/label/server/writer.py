@@ -1,15 +1,17 @@
 """Group commit: the labels submitted while a commit is in flight go into the next one.
 
 Request handlers hand rows to one writer thread and wait; the thread takes everything queued
-(up to `max_batch`), writes it as one Lance merge-insert (insert-if-not-exists on label_id) and
-only then completes each waiter, so a page is told "saved" only for a label that is committed:
+(up to `max_batch`), commits the new labels as one keyed compare-and-swap append (rows whose
+label_id is already stored are dropped; :func:`..table.insert_new`) and the undos as one
+update-only merge-insert, and only then completes each waiter, so a page is told "saved" only for a label that is committed:
 kill -9 at any moment loses no confirmed label. Under load, many labels share one commit
 instead of queueing one commit each (BENCHMARKS.md, issue 11). A failed commit fails every
 label in it; none is confirmed.
 
-Every commit adds a small fragment, and a merge-insert scans every fragment (measured: 15 ms
-with 1 fragment, 64 ms with 300), so every `compact_every` commits the writer compacts the
-table's files (a Lance rewrite: same rows, same versions history, nothing deleted).
+Every commit adds a small fragment, and reading the keys (and an undo's merge) touches every
+fragment, so every `compact_every` commits the writer compacts the table's files (a Lance
+rewrite: same rows, same versions history, nothing deleted; a concurrent writer's
+compare-and-swap simply retries after it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from concurrent.futures import Future
 import pyarrow as pa
 
 from ...store import Store
-from ..table import insert_new, mark_undone, open_labels, rows_table
+from ...store.commit import committed
+from ..table import insert_new, open_labels, rows_table, update_existing
 
 _STOP = object()
 
@@ -88,9 +91,10 @@ class LabelWriter:
                 for _, fut in group:
                     fut.set_exception(e)
                 continue
-            self.versions.add(version)
-            self.commits += 1
-            self._since_compaction += 1
+            if version is not None:  # None: every label was there already, nothing committed
+                self.versions.add(version)
+                self.commits += 1
+                self._since_compaction += 1
             for _, fut in group:
                 fut.set_result(version)
         if self.compact_every and self._since_compaction >= self.compact_every:
@@ -100,15 +104,16 @@ class LabelWriter:
         self._since_compaction = 0
         try:
             ds = open_labels(self.store)
-            ds.optimize.compact_files()
-            self.versions.add(ds.version)
+            if ds.optimize.compact_files().fragments_removed:
+                committed("compact labels")
+                self.versions.add(ds.version)
         except Exception:  # noqa: BLE001 - e.g. a conflict with another writer: compact next time
             return
 
     # The two commits; a benchmark baseline overrides them.
 
-    def commit_inserts(self, rows: pa.Table) -> int:
+    def commit_inserts(self, rows: pa.Table) -> int | None:
         return insert_new(self.store, rows)
 
-    def commit_undos(self, rows: pa.Table) -> int:
-        return mark_undone(self.store, rows)
+    def commit_undos(self, rows: pa.Table) -> int | None:
+        return update_existing(self.store, rows)
