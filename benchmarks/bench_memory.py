@@ -55,7 +55,7 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
     cmd = [sys.executable, str(Path(__file__).resolve()), "_child", *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True, cwd=REPO,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True, cwd=REPO,  # noqa: SIM115
                             env={**os.environ, **(env or {})})
     ps = psutil.Process(proc.pid)
     samples: list[tuple[float, int, int]] = []  # (t, rss, output bytes)
@@ -326,7 +326,13 @@ def old_score_logprobs(store, model, name="bench", device="cpu", max_length=1024
     from pairsift.compute import sets
     from pairsift.compute.engine import ChunkWriter, Engine, Ragged, background
     from pairsift.compute.models import load
-    from pairsift.compute.score import _completions, _prompts, _truncated, logprob_forward, logprob_targets
+    from pairsift.compute.score import (
+        _completions,
+        _prompts,
+        _truncated,
+        logprob_forward,
+        logprob_targets,
+    )
     from pairsift.compute.tokenize import trl_tokenize
     from pairsift.store.schema import logprobs_schema
 

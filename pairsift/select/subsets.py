@@ -205,12 +205,18 @@ def list_subsets(store) -> list[dict]:
     return _manifest_rows(store)
 
 
-def load_subset(store, name: str) -> tuple[dict, pa.Table]:
-    """(manifest, members in rank order) of subset `name`."""
+def load_manifest(store, name: str) -> dict:
+    """The manifest of subset `name` (its members stay in the store: see `load_subset`)."""
     rows = _manifest_rows(store, name)
     if not rows:
         known = ", ".join(r["name"] for r in _manifest_rows(store)) or "none"
         raise SubsetNotFound(f"no subset named '{name}' (subsets: {known}); create it with `pairsift select`")
+    return rows[-1]
+
+
+def load_subset(store, name: str) -> tuple[dict, pa.Table]:
+    """(manifest, members in rank order) of subset `name`."""
+    manifest = load_manifest(store, name)
     members = store.dataset("subset_members").to_table(filter=equals("subset", name))
     order = pc.sort_indices(members, [("rank", "ascending")])
-    return rows[-1], members.take(order)
+    return manifest, members.take(order)
