@@ -486,19 +486,18 @@ def old_export(store, name, out):
 # ---- sub-commands --------------------------------------------------------------------------------
 
 
-def alpaca_store(work: Path, prompts: int | None = None) -> Path:
+def alpaca_store(work: Path, prompts: int | None = None, data: Path = ALPACA) -> Path:
     """The AlpacaEval responses ingested once (the README's command), copied per run.
 
     `prompts`: only the first N prompts (smoke runs)."""
     src = work / (f"alpaca-src-{prompts}" if prompts else "alpaca-src")
     if not (src / "responses.lance").exists():
         shutil.rmtree(src, ignore_errors=True)
-        data = ALPACA
         if prompts:
             import gzip
 
-            data = work / f"alpaca-{prompts}.jsonl.gz"
-            with gzip.open(ALPACA, "rt") as f, gzip.open(data, "wt") as g:
+            source, data = data, work / f"alpaca-{prompts}.jsonl.gz"
+            with gzip.open(source, "rt") as f, gzip.open(data, "wt") as g:
                 for _, line in zip(range(prompts), f):
                     g.write(line)
         subprocess.run([sys.executable, "-m", "pairsift.cli", "ingest", str(data), "--preset", "alpaca",
@@ -554,7 +553,7 @@ def eta_series(run: dict) -> dict:
 def compute_bench(args, kind: str) -> dict:
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    src = alpaca_store(work, args.prompts)
+    src = alpaca_store(work, args.prompts, Path(args.data))
     res = {"command": " ".join(sys.argv), "load_before": load_avg()}
     opts = {"model": args.model, "max_length": args.max_length}
     for impl in ("ours", "baseline"):
@@ -646,6 +645,7 @@ def main() -> None:
         p.add_argument("--baseline-fraction", type=float, default=1.0,
                        help="stop the baseline after this fraction of the rows (0: no baseline)")
         p.add_argument("--prompts", type=int, default=None, help="only the first N AlpacaEval prompts (smoke runs)")
+        p.add_argument("--data", default=str(ALPACA), help="the AlpacaEval multi-response file")
     for name in ("query", "export"):
         p = sub.add_parser(name)
         p.add_argument("--store", required=True)
