@@ -56,8 +56,8 @@ def test_take_keeps_order_and_repeats(tmp_path):
 def test_empty_table_and_bad_ids(tmp_path):
     ds = _write(tmp_path / "t.lance", [], [])
     assert RowsById(ds, "id").take(pa.array([HEX * 2]), ["text"]).column("text").to_pylist() == [None]
-    from pairsift.errors import SchemaError
+    from pairsift.errors import IntegrityError
 
     ds = _write(tmp_path / "u.lance", [HEX * 2], ["x"])
-    with pytest.raises(SchemaError):
+    with pytest.raises(IntegrityError):
         RowsById(ds, "id").take(pa.array(["not an id"]), ["text"])
