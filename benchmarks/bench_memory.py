@@ -609,9 +609,10 @@ def _digest(path: Path) -> str:
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
-        if f.name == "state.json":  # holds a fingerprint and a timestamp-free but path-dependent id
+        if f.name == "state.json":  # holds the dataset's fingerprint: random per save
             continue
-        h.update(f.name.encode())
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)

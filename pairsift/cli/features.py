@@ -73,7 +73,8 @@ def query(store: Store, band: tuple[float, float], embedding: str | None, limit:
     # Streamed: one batch of rows (with texts) in memory at a time, whatever --limit.
     batches = iter_band(store, band[0], band[1], embedding=embedding, limit=limit or None)
     if as_json:
-        echo_json_rows(b.to_pylist() for b in batches)
+        # Python rows for a few thousand pairs at a time: they take ~10x the Arrow batch's memory.
+        echo_json_rows(b.slice(i, 2048).to_pylist() for b in batches for i in range(0, b.num_rows, 2048))
         return
 
     def short(text: str | None, n: int = 70) -> str:
