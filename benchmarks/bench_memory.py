@@ -67,10 +67,7 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
                 rss = ps.memory_info().rss
             except psutil.Error:
                 break
-            size = out_file.stat().st_size if out_file is not None and out_file.exists() else 0
-            if out_file is not None and out_file.is_dir():
-                size = sum(f.stat().st_size for f in out_file.rglob("*") if f.is_file())
-            samples.append((time.perf_counter() - t0, rss, size))
+            samples.append((time.perf_counter() - t0, rss, _size(out_file)))
             stop.wait(0.2)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -93,6 +90,20 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
         "samples": samples,
         "lines": lines,
     }
+
+
+def _size(out: Path | None) -> int:
+    """Bytes written so far to `out`, or to the temporary sibling export writes before moving it."""
+    if out is None:
+        return 0
+    paths = [out] if out.exists() else list(out.parent.glob(f".{out.name}.*.tmp"))
+    total = 0
+    for p in paths:
+        try:
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+        except OSError:  # renamed or removed meanwhile
+            pass
+    return total
 
 
 def rss_at(run: dict, fractions=(0.25, 0.5, 1.0), by_output: bool = False) -> dict[str, float]:
