@@ -20,7 +20,7 @@ What makes it fast, and why each piece is there:
   and no lost row.
 - **Flat memory** (:func:`chunked`): nothing a batch produces outlives it on the C heap. A forward
   allocates and frees hundreds of MB of medium-size temporaries per batch from glibc malloc (below
-  its dynamic mmap threshold, which rises to 32 MB after the first large free); a small output
+  its dynamic mmap threshold, which rises with the blocks freed, up to 32 MB); a small output
   kept until its chunk is committed lands between them, splits the free space the next batch
   needs, and glibc can neither reuse nor return it. Measured on the AlpacaEval responses with
   per-batch output tables: RSS grew ~1.4 MB per row until each commit (5.1 GB of glibc arena,
@@ -72,6 +72,7 @@ class Ragged:
 
     @classmethod
     def concat(cls, parts: list[Ragged]) -> Ragged:
+        """The rows of `parts`, in order, as one Ragged."""
         if len(parts) == 1:
             return parts[0]
         if not parts:

@@ -21,8 +21,10 @@ SLICE_CHARS = 4_000_000
 SLICE_ROWS = 4096
 
 
-def slices(sizes: Sequence[int] | np.ndarray, max_chars: int = SLICE_CHARS, max_rows: int = SLICE_ROWS) -> list[slice]:
-    """Consecutive slices of rows with at most `max_chars` characters (or one row) and `max_rows` rows."""
+def slices(sizes: Sequence[int] | np.ndarray, max_chars: int | None = None, max_rows: int | None = None) -> list[slice]:
+    """Consecutive slices of rows with at most `max_chars` characters (or one row) and `max_rows`
+    rows (defaults: :data:`SLICE_CHARS`, :data:`SLICE_ROWS`)."""
+    max_chars, max_rows = max_chars or SLICE_CHARS, max_rows or SLICE_ROWS
     sizes = np.asarray(sizes, dtype=np.int64)
     out, start, n = [], 0, len(sizes)
     ends = np.cumsum(sizes)
