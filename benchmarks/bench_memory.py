@@ -5,7 +5,8 @@ code it replaced, on the real AlpacaEval responses and on synthetic 1M/6M-pair s
     python benchmarks/bench_memory.py score --model ../shared/models/stories260K --max-length 512
     python benchmarks/bench_memory.py pairs --store bench-out/synth-167k
     python benchmarks/bench_memory.py query --store bench-out/synth-1m
-    python benchmarks/bench_memory.py export --store bench-out/synth-1m
+    python benchmarks/bench_memory.py export --store bench-out/synth-1m [--format-suffix .parquet|""]
+    python benchmarks/bench_memory.py alpaca-pairs     # AlpacaEval + every pair, for query/export
 
 Each run is its own child process; the parent samples the child's RSS (psutil, every 0.2 s) and
 reads the progress the child prints, so "RSS at 25%" is the peak RSS seen until 25% of the input
@@ -630,6 +631,38 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def alpaca_pairs(args) -> None:
+    """The AlpacaEval store with every candidate pair and a subset of all orientable pairs, for
+    `query`/`export` with real texts. The embedding set is seeded random unit vectors (the
+    vectors' values do not matter to what `query` and `export` hold in memory)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pairsift.features.pairs import build_pairs
+    from pairsift.select.subsets import select, subset_exists
+    from pairsift.store import open_store
+    from pairsift.store.schema import embeddings_schema
+
+    out = Path(args.store)
+    if not (out / "responses.lance").exists():
+        fresh_copy(alpaca_store(Path(args.out), None, Path(args.data)), out)
+    store = open_store(out)
+    if not store.has_table("embeddings_rand"):
+        ids = store.dataset("responses").to_table(columns=["response_id"]).column(0)
+        vecs = np.random.default_rng(0).standard_normal((len(ids), 64)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        schema = embeddings_schema(64, {"model": "random-unit-vectors", "seed": 0})
+        table = pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), 64),
+                          "n_tokens": np.zeros(len(ids), np.int32), "truncated": np.zeros(len(ids), bool)},
+                         schema=schema)
+        with store.writer() as w:
+            w.append("embeddings_rand", table, schema)
+    if not store.has_table("pair_features"):
+        print(build_pairs(store, embeddings=["rand"], logprobs=[], rewards=[]).summary())
+    if not subset_exists(store, "all"):
+        print(select(store, "top", "all", by="cos_rand", ratio=1.0).summary())
+
+
 def pairs_bench(args) -> dict:
     res = {"command": " ".join(sys.argv), "load_before": load_avg()}
     work = Path(args.out)
@@ -667,9 +700,15 @@ def main() -> None:
     p = sub.add_parser("pairs")
     p.add_argument("--store", required=True)
     p.add_argument("--embeddings", nargs="*", default=None)
+    p = sub.add_parser("alpaca-pairs", help="build the AlpacaEval pairs store for query/export (real texts)")
+    p.add_argument("--store", default=str(REPO / "bench-out" / "memory" / "alpaca-pairs"))
+    p.add_argument("--data", default=str(ALPACA))
     for p in sub.choices.values():
         p.add_argument("--out", default=str(REPO / "bench-out" / "memory"))
     args = ap.parse_args()
+    if args.cmd == "alpaca-pairs":
+        alpaca_pairs(args)
+        return
     if args.cmd in ("embed", "score"):
         res = compute_bench(args, args.cmd)
     elif args.cmd == "pairs":
