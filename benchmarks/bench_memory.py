@@ -443,8 +443,17 @@ def old_export(store, name, out):
     """pairsift.select.export.export before issue 12: the whole subset joined in memory, then written."""
     import polars as pl
 
-    from pairsift.select.export import _NOT_FEATURES, _as_messages, _scan, guess_format
+    from pairsift.select.export import guess_format
     from pairsift.select.subsets import load_subset
+
+    _NOT_FEATURES = {"pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "orientable"}
+
+    def _scan(store, table, versions):
+        return store.scan(table, version=versions[table])
+
+    def _as_messages(msgs, text, role):
+        one = pl.concat_list(pl.struct(role=pl.lit(role), content=pl.col(text)))
+        return pl.when(pl.col(msgs).is_null()).then(one).otherwise(pl.col(msgs))
 
     manifest, members = load_subset(store, name)
     versions = manifest["store_versions"] if isinstance(manifest, dict) else manifest.store_versions
