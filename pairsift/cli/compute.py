@@ -48,7 +48,7 @@ def compute_options(f: F) -> F:
 
 def run_job(fn: Callable[..., Any], desc: str, as_json: bool, **kwargs: Any) -> None:
     """Run one compute job with a progress line, then print its report."""
-    with Progress(desc, unit="rows") as bar:
+    with Progress(desc, unit="tokens") as bar:  # the jobs report tokens (rows as the note)
         report = fn(progress=bar, **kwargs)
     echo_report(report, as_json)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..report import plural
-from .options import Progress, echo_json, echo_report, json_option, store_option
+from .options import Progress, echo_json_rows, echo_report, json_option, store_option
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -68,22 +68,27 @@ def query(store: Store, band: tuple[float, float], embedding: str | None, limit:
       pairsift query --band 0.2 0.4 --limit 20
       pairsift query --band -1 1 --limit 0 --embedding minilm --json
     """
-    from ..features.query import query_band
+    from ..features.query import iter_band
 
-    rows = query_band(store, band[0], band[1], embedding=embedding, limit=limit or None).to_pylist()
+    # Streamed: one batch of rows (with texts) in memory at a time, whatever --limit.
+    batches = iter_band(store, band[0], band[1], embedding=embedding, limit=limit or None)
     if as_json:
-        echo_json(rows)
+        # Python rows for a few thousand pairs at a time: they take ~10x the Arrow batch's memory.
+        echo_json_rows(b.slice(i, 2048).to_pylist() for b in batches for i in range(0, b.num_rows, 2048))
         return
-    cos = next((k for k in (rows[0] if rows else {}) if k.startswith("cos_")), "cos")
 
     def short(text: str | None, n: int = 70) -> str:
         text = " ".join((text or "").split())
         return text if len(text) <= n else text[: n - 1] + "…"
 
-    for r in rows:
-        label = {1: "a chosen", -1: "b chosen"}.get(r["label"], "tie" if r["tie"] else "unlabelled")
-        click.echo(f"{r[cos]:.4f}  {r['pair_id']}  {label}")
-        click.echo(f"  prompt: {short(r['prompt'])}")
-        click.echo(f"  a: {short(r['text_a'])}")
-        click.echo(f"  b: {short(r['text_b'])}")
-    click.echo(f"{plural(len(rows), 'pair')} with {cos} in [{band[0]}, {band[1]}]", err=True)
+    n, cos = 0, "cos"
+    for batch in batches:
+        cos = next((c for c in batch.column_names if c.startswith("cos_")), cos)
+        for r in batch.to_pylist():
+            label = {1: "a chosen", -1: "b chosen"}.get(r["label"], "tie" if r["tie"] else "unlabelled")
+            click.echo(f"{r[cos]:.4f}  {r['pair_id']}  {label}")
+            click.echo(f"  prompt: {short(r['prompt'])}")
+            click.echo(f"  a: {short(r['text_a'])}")
+            click.echo(f"  b: {short(r['text_b'])}")
+            n += 1
+    click.echo(f"{plural(n, 'pair')} with {cos} in [{band[0]}, {band[1]}]", err=True)

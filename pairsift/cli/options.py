@@ -12,7 +12,7 @@ import json
 import sys
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO, TypeVar
 
 import click
@@ -72,6 +72,21 @@ def echo_json(obj: Any) -> None:
     if hasattr(obj, "to_dict"):
         obj = obj.to_dict()
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def echo_json_rows(batches: Iterable[list[dict]]) -> int:
+    """A JSON array of rows written batch by batch (lists of dicts), never held whole: the same
+    bytes as ``echo_json(all rows)``. Returns the number of rows."""
+    n = 0
+    for rows in batches:
+        if not rows:
+            continue
+        # Each batch's array without its brackets: "  {...},\n  {...}".
+        body = json.dumps(rows, indent=2, sort_keys=True, default=str)[2:-2]
+        click.echo(("[\n" if not n else ",\n") + body, nl=False)
+        n += len(rows)
+    click.echo("\n]" if n else "[]")
+    return n
 
 
 def echo_report(report: Any, as_json: bool) -> None:

@@ -148,8 +148,10 @@ def subsets(store: Store, as_json: bool) -> None:
               help="Output: FILE.jsonl, FILE.parquet, or a folder (HF save_to_disk).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default=None,
               help="Force the format instead of guessing from --out.")
+@click.option("--reveal", is_flag=True,
+              help="Unlabelled subsets: also write sources, scores, ranks and features (blind by default).")
 @json_option("the report")
-def export(store: Store, name: str, out: str, fmt: str | None, as_json: bool) -> None:
+def export(store: Store, name: str, out: str, fmt: str | None, reveal: bool, as_json: bool) -> None:
     """Export subset NAME: prompt/chosen/rejected (TRL) when labelled, else response_a/response_b.
 
     Example:
@@ -160,7 +162,7 @@ def export(store: Store, name: str, out: str, fmt: str | None, as_json: bool) ->
     """
     from ..select.export import export as run
 
-    report = run(store, name, out, format=fmt)
+    report = run(store, name, out, format=fmt, reveal=reveal)
     if as_json:
         echo_json(report.to_dict())
         return

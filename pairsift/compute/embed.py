@@ -29,7 +29,7 @@ from ..errors import UsageError
 from ..store.schema import embeddings_schema
 from . import sets
 from .config import DEFAULTS, EMBED_MAX_LENGTH
-from .engine import ChunkWriter, Engine, background
+from .engine import ChunkWriter, Engine, JobProgress, background, chunked, to_arrow
 from .models import MINILM, Loaded, ModelFiles, default_set_name, inspect_model, known_provenance, load, max_length_for
 from .report import ComputeReport
 from .tokenize import tokenize
@@ -65,11 +65,12 @@ def embed(
     append_eos: bool = False,
     chunk_rows: int = DEFAULTS.chunk_rows,
     window_rows: int = DEFAULTS.window_rows,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> EmbedReport:
     """Embed every response (or prompt) not yet in ``embeddings_<name>``; return a run report.
 
-    `progress(rows_done, rows_total)` is called after each batch. Killed at any point, a re-run
+    `progress(tokens_done, tokens_total, "<rows done>/<rows total> rows")` is called after each
+    batch (see :class:`~pairsift.compute.engine.JobProgress`). Killed at any point, a re-run
     with the same arguments finishes the rest: rows are committed in chunks of `chunk_rows` and
     ids already in the table are skipped. A re-run with nothing left to do checks the model's
     files against the set's provenance and returns without loading the weights.
@@ -147,7 +148,7 @@ def embed(
         table=table_name, target=target, model=prov.get("model"), rows_total=total + todo.already,
         already_done=todo.already, provenance=prov,
     )
-    done = 0
+    job = JobProgress(progress, total)
 
     def windows() -> Iterator[tuple[Any, np.ndarray, np.ndarray, Any, np.ndarray]]:
         for w in todo:
@@ -163,20 +164,17 @@ def embed(
     forward = pool_forward(net, pooling)
     with ChunkWriter(table.add, chunk_rows) as writer:
         for ids, blank, keep, seqs, truncated in background(windows(), depth=1):
+            lengths = seqs.lengths
+            job.window(len(blank), int(lengths.sum()))
             if blank.any():
                 b = np.flatnonzero(blank)
                 writer.add(_rows(schema, ids.gather(b), np.zeros((len(b), dim), np.float32), np.zeros(len(b), np.int32),
                                  np.zeros(len(b), bool), null=np.ones(len(b), bool)))
                 report.blank += len(b)
-                done += len(b)
+                job.advance(len(b))
             report.truncated += int(truncated.sum())
-            lengths = seqs.lengths
-            for idx, out in engine.run(forward, seqs):
-                writer.add(_rows(schema, ids.gather(keep[idx]), out["vector"], lengths[idx].astype(np.int32),
-                                 truncated[idx]))
-                done += len(idx)
-                if progress:
-                    progress(done, total)
+            for idx, out in chunked(engine.run(forward, seqs, on_batch=job.advance), chunk_rows):
+                writer.add(_rows(schema, ids.gather(keep[idx]), out["vector"], lengths[idx], truncated[idx]))
     report.finish(writer.committed, engine, started)
     return report
 
@@ -234,7 +232,7 @@ def _rows(schema: pa.Schema, ids: pl.Series, vecs: np.ndarray, n_tokens: np.ndar
         {
             "id": ids.to_arrow().cast(pa.string()),
             "vector": sets.vectors(vecs, dim, null),
-            "n_tokens": pa.array(n_tokens, pa.int32()),
+            "n_tokens": to_arrow(np.asarray(n_tokens, np.int32)),
             "truncated": pa.array(truncated, pa.bool_()),
         },
         schema=schema,

@@ -43,11 +43,20 @@ from ..errors import UsageError
 from ..store.schema import logprobs_schema, rewards_schema
 from . import sets
 from .config import DEFAULTS, REWARD_MAX_LENGTH, TRL_MAX_LENGTH
-from .engine import ChunkWriter, Engine, Ragged, background
+from .engine import (
+    ChunkWriter,
+    Engine,
+    JobProgress,
+    Ragged,
+    arrow_backed,
+    background,
+    chunked,
+    to_arrow,
+)
 from .models import Loaded, ModelFiles, default_set_name, inspect_model, known_provenance, load, max_length_for
 from .report import ComputeReport
 from .tokenize import messages as _msgs
-from .tokenize import tokenize, trl_tokenize
+from .tokenize import tokenize, trl_tokenize_ragged
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -210,12 +219,13 @@ def score_logprobs(
     chat_template: bool | None = None,
     chunk_rows: int = DEFAULTS.chunk_rows,
     window_rows: int = DEFAULTS.window_rows,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> LogprobsReport:
     """Log-probs of every response given its prompt under `model` into ``logprobs_<name>``.
 
     `max_length` defaults to the model's context, at most TRL's 1024; a larger value than the
     context is refused. A re-run with nothing left to do returns without loading the weights.
+    `progress(tokens_done, tokens_total, note)` as :class:`~pairsift.compute.engine.JobProgress`.
     """
     started = time.perf_counter()
     plan = _plan(store, model, name, "logprobs", max_length, TRL_MAX_LENGTH,
@@ -252,7 +262,7 @@ def score_logprobs(
     report = LogprobsReport(table=table_name, model=prov.get("model"), rows_total=total + already,
                             already_done=already, chat_template=chat, max_length=int(max_length), provenance=prov)
     schema = table.schema
-    done = 0
+    job = JobProgress(progress, total)
 
     def windows() -> Iterator[tuple[pl.Series, Ragged, np.ndarray, np.ndarray]]:
         for w in frames:
@@ -262,9 +272,9 @@ def score_logprobs(
             else:
                 prompts = w.get_column("prompt_text").to_list()
                 comps = w.get_column("text").to_list()
-            full, starts = trl_tokenize(tok, prompts, comps, chat)
+            seqs_all, starts = trl_tokenize_ragged(tok, prompts, comps, chat)
+            del prompts, comps
             empty = w.get_column("text").str.strip_chars().str.len_chars().eq(0).to_numpy()
-            seqs_all = Ragged.from_lists(full)
             yield w.get_column("response_id"), seqs_all, starts, empty
 
     engine = Engine(device, batch_tokens, pad_id=tok.pad_token_id or 0)
@@ -280,20 +290,20 @@ def score_logprobs(
             report.empty += int(empty.sum())
             report.truncated += int(truncated.sum())
             report.prompt_too_long += int(dropped.sum())
+            keep = np.flatnonzero(~dropped)
+            seqs = _truncated(seqs_all, keep, max_length)
+            del seqs_all
+            job.window(len(starts), int(seqs.lengths.sum()))
             if dropped.any():
                 d = np.flatnonzero(dropped)
                 writer.add(_logprob_rows(schema, ids.gather(d), np.full(len(d), np.nan), np.zeros(len(d), np.int64),
                                          comp.take(d), truncated[d]))
-                done += len(d)
-            keep = np.flatnonzero(~dropped)
-            seqs = _truncated(seqs_all, keep, max_length)
-            for idx, out in engine.run(forward, seqs, {"start": starts[keep]}, logprob_targets):
+                job.advance(len(d))
+            batches = engine.run(forward, seqs, {"start": starts[keep]}, logprob_targets, on_batch=job.advance)
+            for idx, out in chunked(batches, chunk_rows):
                 rows = keep[idx]
                 writer.add(_logprob_rows(schema, ids.gather(rows), out["logp_sum"], scored[rows], comp.take(rows),
                                          truncated[rows]))
-                done += len(idx)
-                if progress:
-                    progress(done, total)
     report.finish(writer.committed, engine, started)
     return report
 
@@ -320,14 +330,16 @@ def _logprob_rows(schema: pa.Schema, ids: pl.Series, sums: np.ndarray, n_tokens:
                   token_ids: pa.ListArray, truncated: np.ndarray) -> pa.Table:
     sums = np.asarray(sums, dtype=np.float64)
     n = np.asarray(n_tokens)
+    mean = arrow_backed(sums.shape, np.float64)  # lives until the chunk is committed: see engine.chunked
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+        np.divide(sums, np.maximum(n, 1), out=mean)
+    mean[n <= 0] = np.nan
     return pa.table(
         {
             "response_id": ids.to_arrow().cast(pa.string()),
             "logp_sum": pa.array(sums, pa.float64(), from_pandas=True),
             "logp_mean": pa.array(mean, pa.float64(), from_pandas=True),
-            "n_tokens": pa.array(n, pa.int32()),
+            "n_tokens": to_arrow(n.astype(np.int32)),
             "token_ids": token_ids,
             "truncated": pa.array(truncated, pa.bool_()),
         },
@@ -358,12 +370,13 @@ def score_rewards(
     label: int = 0,
     chunk_rows: int = DEFAULTS.chunk_rows,
     window_rows: int = DEFAULTS.window_rows,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> RewardsReport:
     """A reward model's score of every (prompt, response) into ``rewards_<name>``.
 
     `max_length` defaults to the model's context, at most 4096; a larger value than the context
     is refused. A re-run with nothing left to do returns without loading the weights.
+    `progress(tokens_done, tokens_total, note)` as :class:`~pairsift.compute.engine.JobProgress`.
     """
     started = time.perf_counter()
     plan = _plan(store, model, name, "rewards", max_length, REWARD_MAX_LENGTH, {"kind": "reward", "label": label},
@@ -398,7 +411,7 @@ def score_rewards(
     report = RewardsReport(table=table_name, model=prov.get("model"), rows_total=total + already,
                            already_done=already, chat_template=chat, max_length=int(max_length), provenance=prov)
     schema = table.schema
-    done = 0
+    job = JobProgress(progress, total)
 
     def windows() -> Iterator[tuple[pl.Series, Ragged, np.ndarray]]:
         for w in frames:
@@ -416,15 +429,13 @@ def score_rewards(
     forward = reward_forward(net, label)
     with ChunkWriter(table.add, chunk_rows) as writer:
         for ids, seqs, truncated in background(windows(), depth=1):
+            job.window(len(seqs), int(seqs.lengths.sum()))
             report.truncated += int(truncated.sum())
-            for idx, out in engine.run(forward, seqs):
+            for idx, out in chunked(engine.run(forward, seqs, on_batch=job.advance), chunk_rows):
                 writer.add(pa.table({
                     "response_id": ids.gather(idx).to_arrow().cast(pa.string()),
-                    "reward": pa.array(out["reward"].astype(np.float64)),
+                    "reward": to_arrow(out["reward"].astype(np.float64)),
                     "truncated": pa.array(truncated[idx]),
                 }, schema=schema))
-                done += len(idx)
-                if progress:
-                    progress(done, total)
     report.finish(writer.committed, engine, started)
     return report

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -141,9 +142,14 @@ def test_resume_after_crash_mid_run(tmp_store, models_dir):
     path = tiny_gpt2_dir(models_dir)
     calls = []
 
-    def crash(done, total):
+    def crash(done, total, note):
         calls.append(done)
         if len(calls) == 6:
+            # Chunks are committed by a writer thread: crash once one is in (what the test needs).
+            for _ in range(600):
+                if tmp_store.count("embeddings_r"):
+                    break
+                time.sleep(0.05)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -169,7 +175,7 @@ def test_resume_after_kill_9(tmp_store, models_dir):
         from pairsift.compute.embed import embed
         store = open_store({tmp_store.uri!r})
         state = {{"n": 0}}
-        def progress(done, total):
+        def progress(done, total, note):
             n = store.count("embeddings_k") if store.has_table("embeddings_k") else 0
             if n >= 8:
                 os.kill(os.getpid(), signal.SIGKILL)

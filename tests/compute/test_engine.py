@@ -136,3 +136,116 @@ def test_chunk_writer_reraises_write_errors():
     w.add(pa.table({"x": [1]}))
     with pytest.raises(OSError):
         w.close()
+
+
+# ---- flat memory: chunk buffers outside the C heap; tokenisation in slices; progress in tokens ----
+
+
+def test_ragged_concat_matches_lists():
+    rows = [[1, 2], [], [3], [4, 5, 6], [7]]
+    parts = [Ragged.from_lists(rows[:2]), Ragged.from_lists(rows[2:3]), Ragged.from_lists(rows[3:])]
+    got = Ragged.concat(parts)
+    assert [list(got.row(i)) for i in range(len(got))] == rows
+    sliced = Ragged(got.values, got.offsets[2:])  # a view that does not start at offset 0
+    assert [list(r) for r in (Ragged.concat([sliced, parts[0]]).row(i) for i in range(5))] == rows[2:] + rows[:2]
+    assert len(Ragged.concat([])) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 9), min_size=0, max_size=30), chunk=st.integers(1, 12))
+def test_chunked_regroups_batches_into_arrow_backed_chunks(sizes, chunk):
+    from pairsift.compute.engine import chunked
+
+    batches, start = [], 0
+    for n in sizes:
+        idx = np.arange(start, start + n)[::-1].copy()
+        batches.append((idx, {"v": np.stack([idx * 1.5, idx * 2.0], axis=1).astype(np.float32), "s": idx * 3}))
+        start += n
+    chunks = list(chunked(iter(batches), chunk))  # all kept: none may be overwritten by a later chunk
+    assert [len(i) for i, _ in chunks][:-1] == [chunk] * (len(chunks) - 1)
+    assert all(len(i) for i, _ in chunks)
+    idx = np.concatenate([i for i, _ in chunks]) if chunks else np.zeros(0, int)
+    want = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, int)
+    assert idx.tolist() == want.tolist()
+    for i, out in chunks:
+        assert out["v"].dtype == np.float32 and out["v"].shape == (len(i), 2)
+        assert np.array_equal(out["v"], np.stack([i * 1.5, i * 2.0], axis=1).astype(np.float32))
+        assert np.array_equal(out["s"], i * 3)
+        for arr in (i, out["v"], out["s"]):  # memory from Arrow's pool, not the C heap
+            base = arr
+            while isinstance(base, np.ndarray):
+                base = base.base
+            assert isinstance(base, pa.Buffer)
+
+
+def test_to_arrow_copies_into_arrow_memory():
+    from pairsift.compute.engine import to_arrow
+
+    x = np.array([3, 1, 2], dtype=np.int32)
+    a = to_arrow(x)
+    x[:] = 0  # the Arrow array does not share the NumPy buffer
+    assert a.type == pa.int32() and a.to_pylist() == [3, 1, 2]
+    assert to_arrow(np.array([True, False])).to_pylist() == [True, False]
+    assert to_arrow(np.array([1.5]), pa.float64()).to_pylist() == [1.5]
+
+
+def test_engine_reports_each_batch_after_its_results_are_taken():
+    seqs = Ragged.from_lists([[1] * n for n in [5, 1, 9, 3, 3, 7, 2]])
+    reported, taken = [], []
+    eng = Engine("cpu", batch_tokens=12, pad_id=0)
+    for idx, _ in eng.run(lambda b: {"n": b["lengths"]}, seqs, on_batch=lambda r, t: reported.append((r, t))):
+        taken.append(len(idx))
+        assert len(reported) == len(taken) - 1  # the batch in hand is not reported yet
+    assert [r for r, _ in reported] == taken
+    assert sum(t for _, t in reported) == eng.tokens == 30
+
+
+def test_job_progress_counts_tokens_exactly_per_window_and_estimates_the_rest():
+    from pairsift.compute.engine import JobProgress
+
+    calls = []
+    job = JobProgress(lambda *a: calls.append(a), rows_total=10)
+    job.window(4, 400)  # 4 rows tokenised into 400 tokens; 6 rows unseen count 100 each
+    assert calls[-1] == (0, 1000, "0/10 rows")
+    job.advance(1)  # a blank row: no tokens
+    job.advance(3, 400)
+    assert calls[-1] == (400, 1000, "4/10 rows")
+    job.window(6, 300)  # the rest turns out shorter: the total becomes exact
+    job.advance(6, 300)
+    assert calls[-1] == (700, 700, "10/10 rows")
+    assert JobProgress(None, 3).tokens_total == 0  # nothing seen yet; no callback is fine
+
+
+@settings(max_examples=80, deadline=None)
+@given(sizes=st.lists(st.integers(0, 50), max_size=40), max_chars=st.integers(1, 120), max_rows=st.integers(1, 9))
+def test_tokenize_slices_cover_rows_within_budgets(sizes, max_chars, max_rows):
+    from pairsift.compute.tokenize import slices
+
+    got = slices(sizes, max_chars, max_rows)
+    assert [i for s in got for i in range(s.start, s.stop)] == list(range(len(sizes)))
+    for s in got:
+        assert 1 <= s.stop - s.start <= max_rows
+        assert s.stop - s.start == 1 or sum(sizes[s]) <= max_chars
+
+
+def test_sliced_tokenisation_equals_one_call(monkeypatch):
+    import pairsift.compute.tokenize as tk
+    from tests.compute.helpers import sentences, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    texts = sentences(40, seed=3, max_words=60) + ["", "  "]
+    prompts = [t[:20] for t in texts]
+    whole = (tk.tokenize(tok, texts, 32), tk.tokenize(tok, texts, 16, append_eos=True),
+             tk.trl_tokenize_ragged(tok, prompts, texts, False))
+    monkeypatch.setattr(tk, "SLICE_CHARS", 50)
+    monkeypatch.setattr(tk, "SLICE_ROWS", 3)
+    assert len(tk.slices([len(t) for t in texts])) > 10
+    sliced = (tk.tokenize(tok, texts, 32), tk.tokenize(tok, texts, 16, append_eos=True),
+              tk.trl_tokenize_ragged(tok, prompts, texts, False))
+    for (a, fa), (b, fb) in zip(whole, sliced):
+        assert np.array_equal(a.values, b.values) and np.array_equal(a.offsets, b.offsets)
+        assert np.array_equal(fa, fb)
+    full, starts = tk.trl_tokenize(tok, prompts, texts, False)
+    seqs, starts2 = sliced[2]
+    assert [list(seqs.row(i)) for i in range(len(seqs))] == [list(x) for x in full]
+    assert starts2.tolist() == starts.tolist()

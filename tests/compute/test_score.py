@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import numpy as np
 import pytest
@@ -143,9 +144,14 @@ def test_logprobs_resume_and_provenance(tmp_store, models_dir):
     path = tiny_gpt2_dir(models_dir)
     calls = []
 
-    def crash(done, total):
+    def crash(done, total, note):
         calls.append(done)
         if len(calls) == 4:
+            # Chunks are committed by a writer thread: crash once one is in (what the test needs).
+            for _ in range(600):
+                if tmp_store.count("logprobs_p"):
+                    break
+                time.sleep(0.05)
             raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError):
