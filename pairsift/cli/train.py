@@ -35,6 +35,24 @@ def _train_option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
     return config_option(TrainConfig, name, *decls, from_recipe=True, **kwargs)
 
 
+def _dpo_items(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, Any] | None:
+    """--dpo KEY=VALUE (repeatable) as a mapping; each value is read as a YAML scalar (1e-5, true, null)."""
+    if not items:
+        return None
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE (a trl.DPOConfig field), got {item!r}", param_hint="--dpo")
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
 @click.command()
 @click.argument("name")
 @store_option
@@ -44,39 +62,62 @@ def _train_option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
 @_train_option("beta")
 @_train_option("tau")
 @_train_option("diagonal_weight")
-@_train_option("learning_rate", "--lr")
+@_train_option("learning_rate")
+@deprecated_option("--lr", "--learning-rate", "lr_option", type=float)
 @_train_option("epochs")
 @_train_option("max_steps")
 @_train_option("batch_size")
-@_train_option("gradient_accumulation_steps", "--grad-accum")
+@_train_option("gradient_accumulation_steps")
+@deprecated_option("--grad-accum", "--gradient-accumulation-steps", "grad_accum_option", type=int)
 @_train_option("max_length")
 @_train_option("output")
 @_train_option("save_steps")
 @_train_option("logging_steps")
+@_train_option("report_to", metavar="NAME[,NAME]")
 @_train_option("seed")
 @_train_option("prompt_embeddings")
 @device_option(TrainConfig, from_recipe=True)
 @_train_option("bf16", "--bf16/--no-bf16")
 @_train_option("gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing")
+@_train_option("use_peft", "--use-peft/--no-peft")
+@_train_option("lora_r")
+@_train_option("lora_alpha")
+@_train_option("lora_dropout")
+@_train_option("lora_target_modules", metavar="NAME[,NAME]")
+@_train_option("dpo", "--dpo", multiple=True, metavar="KEY=VALUE", type=str, callback=_dpo_items,
+               help="Any other trl.DPOConfig field (repeatable; VALUE read as YAML: 1e-5, true, cosine). "
+                    "Same as a recipe's dpo: block, and overrides it key by key.")
 @click.option("--config", "recipe", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YAML recipe of these options; command-line options override it.")
+              help="YAML recipe of these options (same names: learning_rate: ... is --learning-rate); "
+                   "command-line options override it.")
 @json_option("the run manifest")
-def train(store: Store, name: str, recipe: str | None, as_json: bool, **options: Any) -> None:
+def train(store: Store, name: str, recipe: str | None, as_json: bool, lr_option: float | None,
+          grad_accum_option: int | None, **options: Any) -> None:
     """Align --model on subset NAME, streamed from the store into TRL (DPO/IPO/SLiC/RPO).
 
-    Saves the model and pairsift_manifest.json (subset, store versions, config) to --output.
+    Saves the model (with --use-peft: LoRA adapters), a model card (README.md) and
+    pairsift_manifest.json (subset, store versions, config) to --output.
     Multi-GPU: `accelerate launch -m pairsift.cli train NAME ...`.
 
     Example:
 
     \b
       pairsift train hh-easy --model PATH --loss sigmoid --beta 0.1 --epochs 1 --output runs/easy
-      pairsift train hh-easy --config recipes/dpo-sigmoid.yaml --device cuda:1
+      pairsift train hh-easy --config recipes/dpo-sigmoid.yaml --model PATH --device cuda:1
+      pairsift train hh-easy --model PATH --use-peft --lora-r 8 --report-to tensorboard
+      pairsift train hh-easy --model PATH --dpo warmup_steps=0.1 --dpo lr_scheduler_type=cosine
     """
+    from ..train.config import TrainConfig as Config
     from ..train.run import train as run
 
+    for old, new, value in (("--lr", "learning_rate", lr_option),
+                            ("--grad-accum", "gradient_accumulation_steps", grad_accum_option)):
+        if value is not None:
+            if options[new] is not None and options[new] != value:
+                raise click.UsageError(f"{old} and --{new.replace('_', '-')} given with different values; keep one")
+            options[new] = value
     options["subset"] = name
-    config = TrainConfig.from_yaml(recipe, **options) if recipe else TrainConfig().merged(**options)
+    config = Config.from_yaml(recipe, **options) if recipe else Config().merged(**options)
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs: keep stdout for results
         report = run(store, config.validate())
     echo_report(report, as_json)
