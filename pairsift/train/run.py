@@ -363,7 +363,29 @@ def build_trainer(
             write_model_card(config.output_dir, run_manifest(store, config, meta, trainer, None))
 
     trainer.create_model_card = card
+    if args.dataloader_num_workers:
+        _picklable_for_workers()
     return trainer, meta
+
+
+def _reduce_with_dill(dataset: Any) -> tuple[Any, tuple[bytes]]:
+    import dill
+
+    return dill.loads, (dill.dumps(dataset, recurse=True),)
+
+
+def _picklable_for_workers() -> None:
+    """Let spawned DataLoader workers receive TRL's prepared stream.
+
+    TRL tokenises an IterableDataset with local functions and a lambda (``_prepare_dataset``),
+    which the standard pickler cannot send to a spawned worker; Lance rules out fork. datasets
+    already depends on dill, which serialises them by value, so datasets' IterableDataset is sent
+    to multiprocessing workers through dill (a reducer on multiprocessing's pickler only).
+    """
+    import datasets
+    from multiprocessing.reduction import ForkingPickler
+
+    ForkingPickler.register(datasets.IterableDataset, _reduce_with_dill)
 
 
 def train(
