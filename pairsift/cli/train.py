@@ -23,6 +23,7 @@ from .options import (
     json_option,
     positional_or_deprecated,
     store_option,
+    warn,
 )
 
 
@@ -134,26 +135,39 @@ def train(store: Store, name: str, recipe: str | None, as_json: bool, lr_option:
 @config_option(EvalConfig, "batch_size")
 @config_option(EvalConfig, "max_length")
 @device_option(EvalConfig)
+@click.option("--allow-overlap", is_flag=True,
+              help="Evaluate even if SUBSET shares pairs with the subset a run was trained on (refused otherwise).")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False),
+              help="Write the curve (loss, accuracy, margin against the step) as a PNG here.")
 @json_option("the metrics")
 def eval_(store: Store, subset: str | None, subset_option: str | None, models: tuple[str, ...], ref_model: str,
-          beta: float, batch_size: int, max_length: int, device: str, as_json: bool) -> None:
+          beta: float, batch_size: int, max_length: int, device: str, allow_overlap: bool, plot: str | None,
+          as_json: bool) -> None:
     """DPO loss, reward margin (with and without beta) and reward accuracy on held-out SUBSET.
 
-    Several checkpoints (or a run directory) give the training curve.
+    Several checkpoints (or a run directory) give the training curve. SUBSET must not share
+    pairs with the subset a run was trained on (its manifest says which) unless --allow-overlap.
+    Pairs TRL cannot evaluate (prompt alone >= --max-length) are counted and reported.
 
     Example:
 
     \b
       pairsift eval held-out --model runs/easy --ref-model PATH
       pairsift eval held-out --model runs/easy/checkpoint-100,runs/easy --ref-model PATH --json
+      pairsift eval held-out --model runs/easy --ref-model PATH --plot curve.png
     """
     from ..train.evaluate import evaluate
 
     subset = positional_or_deprecated(subset, subset_option, "SUBSET", "--subset")
     paths = [p for m in models for p in m.split(",") if p]
-    with Progress("eval", unit="models") as bar, contextlib.redirect_stdout(sys.stderr):
+    with Progress("eval", unit="batches") as bar, contextlib.redirect_stdout(sys.stderr):
         report = evaluate(store, subset, paths, ref_model, beta=beta, batch_size=batch_size, max_length=max_length,
-                          device=device, progress=bar)
+                          device=device, allow_overlap=allow_overlap, plot=plot, progress=bar)
+    if as_json:  # the summary says these; JSON readers get them on stderr too
+        if report.n_pairs_dropped:
+            warn(f"{report.n_pairs_dropped} of {report.n_pairs_in_subset} pairs not evaluated: {report.dropped_reason}")
+        for note in report.notes:
+            warn(note)
     echo_report(report, as_json)
 
 
