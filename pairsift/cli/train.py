@@ -85,9 +85,7 @@ def _dpo_items(ctx: click.Context, param: click.Parameter, items: tuple[str, ...
 @_train_option("lora_alpha")
 @_train_option("lora_dropout")
 @_train_option("lora_target_modules", metavar="NAME[,NAME]")
-@_train_option("dpo", "--dpo", multiple=True, metavar="KEY=VALUE", type=str, callback=_dpo_items,
-               help="Any other trl.DPOConfig field (repeatable; VALUE read as YAML: 1e-5, true, cosine). "
-                    "Same as a recipe's dpo: block, and overrides it key by key.")
+@_train_option("dpo", "--dpo", multiple=True, metavar="KEY=VALUE", type=str, callback=_dpo_items)
 @click.option("--config", "recipe", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML recipe of these options (same names: learning_rate: ... is --learning-rate); "
                    "command-line options override it.")

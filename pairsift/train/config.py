@@ -168,7 +168,8 @@ class TrainConfig:
     )
     dpo: dict = field(
         default_factory=dict,
-        metadata={"help": "Any other trl.DPOConfig field: a recipe's `dpo:` mapping or --dpo KEY=VALUE."},
+        metadata={"help": "Any other trl.DPOConfig field as KEY=VALUE (repeatable; VALUE read as YAML: 1e-5, "
+                          "true, cosine); a recipe's `dpo:` mapping, overridden key by key."},
     )
 
     # ---- construction -------------------------------------------------------------------------
