@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..report import plural
-from .options import F, LazyHelpOption, echo_json, echo_report, json_option, store_option
+from .options import F, LazyHelpOption, echo_json, echo_report, json_option, store_option, warn
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -56,7 +56,10 @@ def strategy_option(*decls: str, help: str, param: str | None = None, **kwargs: 
               help=lambda: f"Seed of every random choice (recorded).  {_library_default('seed')}")
 @click.option("--where", default=None, help="SQL filter on pair_features, pushed into Lance (e.g. \"source_a != source_b\").")
 @click.option("--replace", is_flag=True, help="Overwrite an existing subset of the same name.")
-@strategy_option("--embedding", help="REAL/band: embedding set, column cos_<set> (default: the only one).")
+@click.option("--dataset", default=None, help="Only prompts ingested as this dataset (see `pairsift info`).")
+@click.option("--split", default=None, help="Only prompts of this split (with or without --dataset).")
+@strategy_option("--embedding", help="REAL/band: embedding set, column cos_<set> (default: the only one); "
+                                     "random-half: draw among the pairs with that cosine (as easy/hard-half).")
 @click.option("--min", "min_", type=float, default=None, help="band: lowest cosine (inclusive).")
 @click.option("--max", "max_", type=float, default=None, help="band: highest cosine (inclusive).")
 @click.option("--per-prompt", type=int, is_flag=False, flag_value=-1, default=None,
@@ -85,10 +88,12 @@ def select_cmd(store: Store, strategy: str, name: str, seed: int | None, where: 
     map [--ratio R] [--weight W] [--variant V] [--reward RM] [--logprobs LP]
     top --by COLUMN (--k N | --ratio R) [--per-prompt] [--descending]
 
+    --dataset/--split keep one ingested dataset's prompts (a store may hold several).
+
     Example:
 
     \b
-      pairsift select easy-half --name hh-easy --embedding minilm
+      pairsift select easy-half --name hh-easy --embedding minilm --dataset hh-rlhf
       pairsift select band --name mid --min 0.3 --max 0.6 --per-prompt 1
       pairsift select map --name map40 --ratio 0.4 --logprobs policy
     """
@@ -112,6 +117,9 @@ def select_cmd(store: Store, strategy: str, name: str, seed: int | None, where: 
     if seed is not None:
         params["seed"] = seed
     result = select(store, strategy, name, where=where, replace=replace, **params)
+    if as_json:
+        for note in result.notes:
+            warn(note)
     echo_report(result, as_json)
 
 

@@ -28,6 +28,7 @@ from ..report import plural
 from ..store.schema import SUBSET_MEMBERS, SUBSETS
 from ..store.sql import equals
 from ..store.subsets import read_manifests
+from .scope import prompt_scope
 from .strategies import Context, build_pool, get_strategy
 from .strategies.base import members_table, resolve_embedding
 
@@ -51,6 +52,7 @@ class SubsetResult:
     tag: str
     created_at: datetime
     members: pa.Table = field(repr=False)
+    notes: list[str] = field(default_factory=list)  # hints shown with the summary (not stored)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -66,7 +68,7 @@ class SubsetResult:
             f"subset '{self.name}' ({self.strategy}): {plural(c['selected'], 'pair')} from "
             f"{plural(c['prompts_selected'], 'prompt')}, {state}\n  read {plural(c['rows_read'], 'pair')} of "
             f"{plural(c['prompts_read'], 'prompt')}; excluded: {reasons}"
-        )
+        ) + "".join(f"\n  hint: {n}" for n in self.notes)
 
 
 def _check_name(name: str) -> None:
@@ -89,13 +91,17 @@ def select(
     seed: int | None = 0,
     where: str | None = None,
     replace: bool = False,
+    dataset: str | None = None,
+    split: str | None = None,
     **params: Any,
 ) -> SubsetResult:
     """Run `strategy` over ``pair_features`` and save the picks as subset `name`.
 
     `params` are the strategy's options (``min``, ``max``, ``embedding``, ``k``, ...; see
     :mod:`pairsift.select.strategies`); `where` is an SQL filter on ``pair_features`` pushed into
-    Lance; `seed` seeds every random choice (a NumPy Generator) and is recorded.
+    Lance; `dataset`/`split` keep the prompts of one ingested dataset/split (resolved through
+    ``prompts``, also pushed into Lance; recorded in the parameters); `seed` seeds every random
+    choice (a NumPy Generator) and is recorded.
     """
     _check_name(name)
     strat = get_strategy(strategy)
@@ -112,7 +118,8 @@ def select(
     versions = store.versions(read)
 
     rng = np.random.default_rng(seed)
-    pool = build_pool(store, strat, p, versions["pair_features"], where)
+    scope = prompt_scope(store, dataset, split, versions.get("prompts"))
+    pool = build_pool(store, strat, p, versions["pair_features"], where, scope)
     candidates = pool.df.height
     excluded_before = sum(pool.excluded.values())
     picks = strat.pick(pool, p, rng, Context(store, versions))
@@ -132,10 +139,17 @@ def select(
         **picks.extra,
     }
     labelled = bool(pool.labelled)
+    notes = []
+    half = getattr(strat, "half_variant", None)
+    if half and selected and selected == candidates:
+        notes.append(f"every prompt has one candidate pair, so '{strat.name}' kept all {plural(selected, 'pair')}: "
+                     f"for one-pair-per-prompt data use {half}")
+    scoped = {k: v for k, v in (("dataset", dataset), ("split", split)) if v is not None}
     result = SubsetResult(
         name=name,
         strategy=strat.name,
-        params={**p, "where": where},
+        params={**p, "where": where, **scoped},
+        notes=notes,
         seed=seed,
         labelled=labelled,
         counts=counts,
