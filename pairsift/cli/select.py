@@ -152,20 +152,40 @@ def subsets(store: Store, as_json: bool) -> None:
 @click.command()
 @click.argument("name")
 @store_option
-@click.option("--out", required=True, type=click.Path(path_type=str),
-              help="Output: FILE.jsonl, FILE.parquet, or a folder (HF save_to_disk).")
+@click.option("--out", default=None, type=click.Path(path_type=str),
+              help="Output: FILE.jsonl, FILE.parquet, or a folder (HF save_to_disk, with a dataset card). "
+                   "With --push-to-hub: where to keep the folder pushed.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default=None,
               help="Force the format instead of guessing from --out.")
+@click.option("--push-to-hub", "repo", default=None, metavar="OWNER/NAME",
+              help="Upload to this Hugging Face dataset repository (parquet + dataset card, one commit; "
+                   "token from HF_TOKEN or `huggingface-cli login`).")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repository private.")
 @json_option("the report")
-def export(store: Store, name: str, out: str, fmt: str | None, as_json: bool) -> None:
+def export(store: Store, name: str, out: str | None, fmt: str | None, repo: str | None, private: bool,
+           as_json: bool) -> None:
     """Export subset NAME: prompt/chosen/rejected (TRL) when labelled, else response_a/response_b.
+
+    In a prompt/chosen/rejected export every feature is oriented chosen-minus-rejected.
 
     Example:
 
     \b
       pairsift export hh-easy --out hh-easy.jsonl
+      pairsift export hh-easy --out hh-easy/            # HF folder + README.md dataset card
+      pairsift export hh-easy --push-to-hub me/hh-easy-pairs
       pairsift export unlabelled --out to-annotate.parquet
     """
+    if repo is not None:
+        if fmt is not None:
+            raise click.UsageError("--format does not apply to --push-to-hub (the Hub gets parquet + README.md)")
+        from ..select.hub import push_to_hub
+
+        report = push_to_hub(store, name, repo, folder=out, private=private)
+        echo_report(report, as_json)
+        return
+    if out is None:
+        raise click.UsageError("Missing option '--out' (or --push-to-hub OWNER/NAME).")
     from ..select.export import export as run
 
     report = run(store, name, out, format=fmt)

@@ -6,10 +6,15 @@ messages (a plain prompt then becomes one user message, a plain response one ass
 message, so the column has one type). An unlabelled subset exports ``response_a`` /
 ``response_b`` for annotators instead, blind (texts and ids only, unless ``reveal``);
 `pairsift label import` reads their labels back.
-Every row also carries the ids, the subset's rank and score, the orientation's label source,
-and every feature column of ``pair_features`` ("a minus b" gaps, with a_id/b_id saying which
-side is a). Texts and features are read at the table versions the subset recorded (tagged, so
-they still exist), never at whatever the store holds now.
+Every labelled row also carries the ids, the subset's rank and score, the orientation's label source,
+and every feature column of ``pair_features``. In a prompt/chosen/rejected export they are
+oriented like the texts (:mod:`pairsift.select.orient`): every gap and DCRM column is
+chosen-minus-rejected (its sign flipped where b is chosen), cosine and edit distances are
+symmetric and unchanged, and score/source/blank become ``*_chosen``/``*_rejected``. A revealed
+annotation export keeps the "a minus b" columns, with a_id/b_id saying which side is a. Texts
+and features are read at the table versions the subset recorded (tagged, so they still exist),
+never at whatever the store holds now. A Hugging Face folder gets a dataset card (README.md,
+:mod:`pairsift.select.card`) with the selection manifest.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import TableNotFound, UsageError, require
+from .card import write_dataset_card
+from .orient import oriented
 from .subsets import load_subset
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -121,7 +128,9 @@ def export_frame(store, name: str, reveal: bool = False) -> tuple[pl.DataFrame, 
     feature_cols = [c for c in df.columns if c not in set(ids) | {"p_text", "p_msgs", "a_text", "a_msgs", "b_text", "b_msgs"}]
     if not labelled and not reveal:
         ids, feature_cols = ["prompt_id", "pair_id", "a_id", "b_id"], []
-    out = df.select(*texts, *ids, *feature_cols)
+    # Oriented rows get oriented features: gaps chosen-minus-rejected, per-side columns *_chosen/*_rejected.
+    features = oriented(feature_cols, pl.when(a_chosen).then(1).otherwise(-1)) if labelled else feature_cols
+    out = df.select(*texts, *ids, *features)
     return out, labelled, conversational
 
 
@@ -135,6 +144,7 @@ def export(store, name: str, out: str | Path, format: str | None = None, reveal:
     if fmt == "hf":
         datasets = require("datasets", "train")
         datasets.Dataset(df.to_arrow()).save_to_disk(str(out))
+        write_dataset_card(out, store, name, rows=df.height, columns=df.columns, labelled=labelled)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "jsonl":

@@ -38,7 +38,9 @@ def test_labelled_export_is_trl_format(tmp_store, tmp_path):
         assert o["chosen"] == texts[o["chosen_id"]]["text"] and o["rejected"] == texts[o["rejected_id"]]["text"]
         assert texts[o["chosen_id"]]["score"] > texts[o["rejected_id"]]["score"]
         assert o["prompt"] == f"prompt {int(o['chosen'].split()[-1])}"
-        assert o[f"cos_{EMB}"] == pytest.approx(r[f"cos_{EMB}"]) and o["dlogp_sum_ref"] == pytest.approx(r["dlogp_sum_ref"])
+        sign = 1 if o["chosen_id"] == r["a_id"] else -1  # gaps are chosen minus rejected (test_export_card.py)
+        assert o[f"cos_{EMB}"] == pytest.approx(r[f"cos_{EMB}"])
+        assert o["dlogp_sum_ref"] == pytest.approx(sign * r["dlogp_sum_ref"])
         assert {"rank", "score", "a_id", "b_id", "label_source", "edit_ref", "dreward_rm"} <= set(o)
     pq = pl.read_parquet(export(tmp_store, "h", tmp_path / "h.parquet").path)
     assert pq["chosen"].to_list() == [o["chosen"] for o in out]
