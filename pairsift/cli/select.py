@@ -172,7 +172,7 @@ def export(store: Store, name: str, out: str | None, fmt: str | None, repo: str 
 
     \b
       pairsift export hh-easy --out hh-easy.jsonl
-      pairsift export hh-easy --out hh-easy/            # HF folder + README.md dataset card
+      pairsift export hh-easy --out hh-easy/
       pairsift export hh-easy --push-to-hub me/hh-easy-pairs
       pairsift export unlabelled --out to-annotate.parquet
     """
