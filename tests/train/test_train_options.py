@@ -19,7 +19,7 @@ from .helpers import build_corpus, save_subset, save_tiny, tiny_model, tiny_toke
 @pytest.fixture
 def store(tmp_store):
     corpus = build_corpus(tmp_store, n_prompts=12, k=2)
-    save_subset(tmp_store, "sub", corpus)
+    save_subset(tmp_store, "sub", corpus, prompt_idx=[1, 2, 4, 6, 7, 9, 10, 11])  # held out: 0, 3, 5, 8
     save_subset(tmp_store, "held", corpus, prompt_idx=[0, 3, 5, 8], flip={3})
     return tmp_store
 
@@ -84,6 +84,11 @@ def test_lora_trains_adapters_against_the_base_with_adapters_disabled(store, tmp
     assert report.config["use_peft"] is True
     result = evaluate(store, "held", [str(out)], base, device="cpu", max_length=64)
     assert result.results[-1]["n_pairs"] == 4 and math.isfinite(result.results[-1]["loss"])
+    assert result.results[-1]["reward_margin_no_beta"] != 0  # the adapters were loaded, not the bare base
+    from pairsift.train.stability import stability
+
+    moved = stability(store, "held", [base, str(out)], device="cpu")
+    assert moved.checkpoints[1]["mean_abs_shift"] > 0
 
 
 def test_rpo_with_lora_uses_the_adapter_free_reference(store, tmp_path):
@@ -106,7 +111,7 @@ def test_model_card_names_base_loss_subset_and_versions(store, tmp_path, loss, s
     manifest = json.loads((out / MANIFEST).read_text())
     assert "[None]" not in card and never not in card
     assert says in card and f"`{base}`" in card
-    assert "subset: `sub` (12 preference pairs)" in card and "selection strategy: `test`" in card
+    assert "subset: `sub` (8 preference pairs)" in card and "selection strategy: `test`" in card
     for table, version in manifest["store"]["versions"].items():
         assert f"`{table}` v{version}" in card
     assert "- selection seed: 0" in card
