@@ -364,7 +364,7 @@ def build_trainer(
 
     trainer.create_model_card = card
     if args.dataloader_num_workers:
-        _picklable_for_workers()
+        _picklable_for_workers(trainer.data_collator)
     return trainer, meta
 
 
@@ -374,18 +374,21 @@ def _reduce_with_dill(dataset: Any) -> tuple[Any, tuple[bytes]]:
     return dill.loads, (dill.dumps(dataset, recurse=True),)
 
 
-def _picklable_for_workers() -> None:
-    """Let spawned DataLoader workers receive TRL's prepared stream.
+def _picklable_for_workers(collator: Any) -> None:
+    """Let spawned DataLoader workers receive TRL's prepared stream and the collator.
 
     TRL tokenises an IterableDataset with local functions and a lambda (``_prepare_dataset``),
-    which the standard pickler cannot send to a spawned worker; Lance rules out fork. datasets
-    already depends on dill, which serialises them by value, so datasets' IterableDataset is sent
-    to multiprocessing workers through dill (a reducer on multiprocessing's pickler only).
+    and the RPO collator is a class built on first use: the standard pickler cannot send either
+    to a spawned worker, and Lance rules out fork. datasets already depends on dill, which
+    serialises them by value, so these two types go to multiprocessing workers through dill (a
+    reducer on multiprocessing's pickler only; every other object pickles as usual).
     """
     import datasets
     from multiprocessing.reduction import ForkingPickler
 
     ForkingPickler.register(datasets.IterableDataset, _reduce_with_dill)
+    if "<locals>" in type(collator).__qualname__:
+        ForkingPickler.register(type(collator), _reduce_with_dill)
 
 
 def train(

@@ -148,11 +148,15 @@ def test_smollm2_lora_trains_and_evaluates(store, tmp_path, smollm2):
 
 
 @pytest.mark.slow
-def test_dataloader_workers_from_a_recipe_train_with_spawned_workers(store, tmp_path):
-    """The fix BENCHMARKS.md recommends: TRL's stream goes to a spawned worker (Lance is not fork-safe)."""
+@pytest.mark.parametrize("loss", ["sigmoid", "rpo"])
+def test_dataloader_workers_from_a_recipe_train_with_spawned_workers(store, tmp_path, loss):
+    """The fix BENCHMARKS.md recommends: TRL's stream (and RPO's collator) go to a spawned worker
+    (Lance is not fork-safe); step 1 is ln 2 as without workers."""
     base = save_tiny(tmp_path / "base")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("max_steps: 2\nbatch_size: 4\ndevice: cpu\nmax_length: 64\ndpo:\n  dataloader_num_workers: 1\n")
+    recipe.write_text(f"loss: {loss}\nmax_steps: 2\nbatch_size: 4\ndevice: cpu\nmax_length: 64\nlogging_steps: 1\n"
+                      "dpo:\n  dataloader_num_workers: 1\n")
     config = TrainConfig.from_yaml(recipe, subset="sub", model=base, output=str(tmp_path / "run"))
     report = train(store, config)
     assert report.max_steps == 2 and report.config["dpo"] == {"dataloader_num_workers": 1}
+    assert report.log_history[0]["loss"] == pytest.approx(math.log(2), rel=1e-5)
