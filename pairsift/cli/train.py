@@ -26,7 +26,6 @@ from .options import (
     warn,
 )
 
-
 if TYPE_CHECKING:
     from ..store import Store
 

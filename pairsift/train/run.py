@@ -383,8 +383,9 @@ def _picklable_for_workers(collator: Any) -> None:
     serialises them by value, so these two types go to multiprocessing workers through dill (a
     reducer on multiprocessing's pickler only; every other object pickles as usual).
     """
-    import datasets
     from multiprocessing.reduction import ForkingPickler
+
+    import datasets
 
     ForkingPickler.register(datasets.IterableDataset, _reduce_with_dill)
     if "<locals>" in type(collator).__qualname__:

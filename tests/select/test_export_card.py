@@ -12,9 +12,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from pairsift.cli import cli
 from pairsift.features.pairs import build_pairs
 from pairsift.select.export import export
 from pairsift.select.hub import DATA_FILE, push_to_hub
