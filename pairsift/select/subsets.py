@@ -141,9 +141,15 @@ def select(
     labelled = bool(pool.labelled)
     notes = []
     half = getattr(strat, "half_variant", None)
-    if half and selected and selected == candidates:
-        notes.append(f"every prompt has one candidate pair, so '{strat.name}' kept all {plural(selected, 'pair')}: "
-                     f"for one-pair-per-prompt data use {half}")
+    if half and selected:
+        # A per-prompt strategy keeps one pair per prompt: on (nearly) one-pair-per-prompt data
+        # (HH-RLHF) that is every pair, and the comparison the user wanted needs the -half variant.
+        sizes = np.bincount(pool.df["_gi"].to_numpy())
+        single = int((sizes == 1).sum())
+        if single >= 0.9 * int((sizes > 0).sum()):
+            notes.append(f"{plural(single, 'prompt')} of {int((sizes > 0).sum()):,} have a single candidate pair, so "
+                         f"'{strat.name}' kept {selected:,} of {plural(candidates, 'pair')}: for one-pair-per-prompt "
+                         f"data use {half}")
     scoped = {k: v for k, v in (("dataset", dataset), ("split", split)) if v is not None}
     result = SubsetResult(
         name=name,

@@ -71,7 +71,17 @@ def test_per_prompt_strategy_on_single_pair_data_suggests_the_half(tmp_store, st
     result = select(tmp_store, strategy, "s", **params)
     assert result.counts["selected"] == 9
     assert len(result.notes) == 1 and f"use {half}" in result.notes[0]
-    assert f"hint: every prompt has one candidate pair, so '{strategy}' kept all 9 pairs" in result.summary()
+    assert f"hint: 9 prompts of 9 have a single candidate pair, so '{strategy}' kept 9 of 9 pairs" in result.summary()
+
+
+def test_the_hint_also_fires_on_nearly_single_pair_data(tmp_store):
+    """HH-RLHF's test split: 2,312 pairs over 2,310 prompts; a couple of prompts have two."""
+    world = random_world(np.random.default_rng(5), 20, ks=(2,), tie_prob=0.0, nan_prob=0.0)
+    world[0] = world[0] + random_world(np.random.default_rng(6), 1, ks=(1,), tie_prob=0.0, nan_prob=0.0)[0]
+    write_world(tmp_store, world)
+    result = select(tmp_store, "easy", "s", embedding=EMB)
+    assert result.counts["selected"] == 20 and result.counts["candidates"] == 22
+    assert "19 prompts of 20 have a single candidate pair" in result.notes[0]
 
 
 def test_no_hint_when_prompts_have_several_pairs(tmp_store):
@@ -109,4 +119,4 @@ def test_cli_dataset_option_and_hint_on_stderr(tmp_store):
                                    "--split", "train", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["params"]["dataset"] == "t"
-    assert "Warning: every prompt has one candidate pair" in res.stderr and "easy-half" in res.stderr
+    assert "Warning: 6 prompts of 6 have a single candidate pair" in res.stderr and "easy-half" in res.stderr
