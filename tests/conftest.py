@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,9 @@ HH_TEST = SHARED / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
 ALPACA_DEV = SHARED / "data" / "alpaca-eval-multiresponse" / "dev.jsonl.gz"
 STORIES = SHARED / "models" / "stories260K"
 HH_SAMPLE = REPO / "pairsift" / "sample_data" / "hh_harmless_sample.jsonl"
+SMOL_SOURCE = SHARED / "models" / "smollm2-135m-instruct"
+#: SmolLM2 converted once per machine, outside the repository (the product never needs it).
+SMOL_CACHE = Path(os.environ.get("PAIRSIFT_MODEL_CACHE", Path.home() / ".cache" / "pairsift")) / "smollm2-135m-instruct"
 
 
 def shared_file(path: Path) -> Path:
@@ -42,3 +47,15 @@ def alpaca_dev():
 @pytest.fixture
 def stories_model():
     return shared_file(STORIES)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face folder, converted once with ../shared's to_hf.py
+    (an existing conversion at the cache path is reused)."""
+    script = shared_file(SMOL_SOURCE / "to_hf.py")
+    if not (SMOL_CACHE / "model.safetensors").exists():
+        pytest.importorskip("gguf")
+        SMOL_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(script), str(SMOL_CACHE)], check=True)
+    return SMOL_CACHE

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from . import compute, features, ingest, label, select, store, train
+from . import compute, features, ingest, label, plot, select, store, train
 from .options import PairsiftGroup
 
 
@@ -37,6 +37,7 @@ for command in (
     select.select_cmd,
     select.subsets,
     select.export,
+    plot.plot,
     label.label,
     train.train,
     train.eval_,

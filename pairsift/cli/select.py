@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..report import plural
-from .options import F, LazyHelpOption, echo_json, echo_report, json_option, store_option
+from .options import F, LazyHelpOption, echo_json, echo_report, json_option, store_option, warn
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -56,7 +56,10 @@ def strategy_option(*decls: str, help: str, param: str | None = None, **kwargs: 
               help=lambda: f"Seed of every random choice (recorded).  {_library_default('seed')}")
 @click.option("--where", default=None, help="SQL filter on pair_features, pushed into Lance (e.g. \"source_a != source_b\").")
 @click.option("--replace", is_flag=True, help="Overwrite an existing subset of the same name.")
-@strategy_option("--embedding", help="REAL/band: embedding set, column cos_<set> (default: the only one).")
+@click.option("--dataset", default=None, help="Only prompts ingested as this dataset (see `pairsift info`).")
+@click.option("--split", default=None, help="Only prompts of this split (with or without --dataset).")
+@strategy_option("--embedding", help="REAL/band: embedding set, column cos_<set> (default: the only one); "
+                                     "random-half: draw among the pairs with that cosine (as easy/hard-half).")
 @click.option("--min", "min_", type=float, default=None, help="band: lowest cosine (inclusive).")
 @click.option("--max", "max_", type=float, default=None, help="band: highest cosine (inclusive).")
 @click.option("--per-prompt", type=int, is_flag=False, flag_value=-1, default=None,
@@ -85,10 +88,12 @@ def select_cmd(store: Store, strategy: str, name: str, seed: int | None, where: 
     map [--ratio R] [--weight W] [--variant V] [--reward RM] [--logprobs LP]
     top --by COLUMN (--k N | --ratio R) [--per-prompt] [--descending]
 
+    --dataset/--split keep one ingested dataset's prompts (a store may hold several).
+
     Example:
 
     \b
-      pairsift select easy-half --name hh-easy --embedding minilm
+      pairsift select easy-half --name hh-easy --embedding minilm --dataset hh-rlhf
       pairsift select band --name mid --min 0.3 --max 0.6 --per-prompt 1
       pairsift select map --name map40 --ratio 0.4 --logprobs policy
     """
@@ -112,6 +117,9 @@ def select_cmd(store: Store, strategy: str, name: str, seed: int | None, where: 
     if seed is not None:
         params["seed"] = seed
     result = select(store, strategy, name, where=where, replace=replace, **params)
+    if as_json:
+        for note in result.notes:
+            warn(note)
     echo_report(result, as_json)
 
 
@@ -144,22 +152,42 @@ def subsets(store: Store, as_json: bool) -> None:
 @click.command()
 @click.argument("name")
 @store_option(create=False)
-@click.option("--out", required=True, type=click.Path(path_type=str),
-              help="Output: FILE.jsonl, FILE.parquet, or a folder (HF save_to_disk).")
+@click.option("--out", default=None, type=click.Path(path_type=str),
+              help="Output: FILE.jsonl, FILE.parquet, or a folder (HF save_to_disk, with a dataset card). "
+                   "With --push-to-hub: where to keep the folder pushed.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default=None,
               help="Force the format instead of guessing from --out.")
 @click.option("--reveal", is_flag=True,
               help="Unlabelled subsets: also write sources, scores, ranks and features (blind by default).")
+@click.option("--push-to-hub", "repo", default=None, metavar="OWNER/NAME",
+              help="Upload to this Hugging Face dataset repository (parquet + dataset card, one commit; "
+                   "token from HF_TOKEN or `huggingface-cli login`).")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repository private.")
 @json_option("the report")
-def export(store: Store, name: str, out: str, fmt: str | None, reveal: bool, as_json: bool) -> None:
+def export(store: Store, name: str, out: str | None, fmt: str | None, reveal: bool, repo: str | None, private: bool,
+           as_json: bool) -> None:
     """Export subset NAME: prompt/chosen/rejected (TRL) when labelled, else response_a/response_b.
+
+    In a prompt/chosen/rejected export every feature is oriented chosen-minus-rejected.
 
     Example:
 
     \b
       pairsift export hh-easy --out hh-easy.jsonl
+      pairsift export hh-easy --out hh-easy/
+      pairsift export hh-easy --push-to-hub me/hh-easy-pairs
       pairsift export unlabelled --out to-annotate.parquet
     """
+    if repo is not None:
+        if fmt is not None:
+            raise click.UsageError("--format does not apply to --push-to-hub (the Hub gets parquet + README.md)")
+        from ..select.hub import push_to_hub
+
+        report = push_to_hub(store, name, repo, folder=out, private=private)
+        echo_report(report, as_json)
+        return
+    if out is None:
+        raise click.UsageError("Missing option '--out' (or --push-to-hub OWNER/NAME).")
     from ..select.export import export as run
 
     report = run(store, name, out, format=fmt, reveal=reveal)

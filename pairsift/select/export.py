@@ -6,10 +6,15 @@ messages (a plain prompt then becomes one user message, a plain response one ass
 message, so the column has one type). An unlabelled subset exports ``response_a`` /
 ``response_b`` for annotators instead, blind (texts and ids only, unless ``reveal``);
 `pairsift label import` reads their labels back.
-Every row also carries the ids, the subset's rank and score, the orientation's label source,
-and every feature column of ``pair_features`` ("a minus b" gaps, with a_id/b_id saying which
-side is a). Texts and features are read at the table versions the subset recorded (tagged, so
-they still exist), never at whatever the store holds now.
+Every labelled row also carries the ids, the subset's rank and score, the orientation's label source,
+and every feature column of ``pair_features``. In a prompt/chosen/rejected export they are
+oriented like the texts (:mod:`pairsift.select.orient`): every gap and DCRM column is
+chosen-minus-rejected (its sign flipped where b is chosen), cosine and edit distances are
+symmetric and unchanged, and score/source/blank become ``*_chosen``/``*_rejected``. A revealed
+annotation export keeps the "a minus b" columns, with a_id/b_id saying which side is a. Texts
+and features are read at the table versions the subset recorded (tagged, so they still exist),
+never at whatever the store holds now. A Hugging Face folder gets a dataset card (README.md,
+:mod:`pairsift.select.card`) with the selection manifest.
 
 The export streams, so its memory does not grow with the subset: the members are ordered by rank
 from their rank column alone (16 bytes each), then read :data:`BATCH_ROWS` at a time, and each
@@ -40,6 +45,8 @@ import pyarrow.compute as pc
 from ..errors import TableNotFound, UsageError, require
 from ..store.lookup import RowsById
 from ..store.subsets import read_manifest
+from .card import write_dataset_card
+from .orient import oriented
 from .subsets import _check_name
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -106,7 +113,10 @@ def export_columns(labelled: bool, conversational: bool, features: list[str],
         ]
     else:
         texts = [prompt.alias("prompt"), a.alias("response_a"), b.alias("response_b")]
-    return [*texts, *(pl.col(c) for c in ids), *(pl.col(c) for c in features)]
+    a_sign = pl.when(a_chosen).then(1).otherwise(-1)
+    # Oriented rows get oriented features: gaps chosen-minus-rejected, per-side columns *_chosen/*_rejected.
+    feats = oriented(features, a_sign) if labelled else [pl.col(c) for c in features]
+    return [*texts, *(pl.col(c) for c in ids), *feats]
 
 
 def _as_messages(msgs: str, text: str, role: str) -> pl.Expr:
@@ -380,6 +390,11 @@ def export(store, name: str, out: str | Path, format: str | None = None, reveal:
                 f"subset '{name}': texts of {missing} pairs are missing from responses/prompts at the "
                 f"recorded versions (e.g. pair {example})"
             )
+        if fmt == "hf":  # the card goes in before the folder is moved into place
+            writer.close()
+            hint = f"from datasets import load_from_disk\nds = load_from_disk({str(out)!r})"
+            write_dataset_card(writer.tmp, store, name, rows=rows, columns=names, labelled=plan.labelled,
+                               load_hint=hint)
         writer.commit()
     except BaseException:
         writer.discard()

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import TableNotFound, UsageError
+from ..report import plural
 from ..store.schema import SUBSET_MEMBERS
 from ..store.sql import check_filter
 from ..store.subsets import (
@@ -32,6 +33,7 @@ from ..store.subsets import (
     subset_exists,
     write_subset,
 )
+from .scope import prompt_scope
 from .strategies import Context, build_pool, get_strategy
 from .strategies.base import members_table, resolve_embedding
 
@@ -64,14 +66,18 @@ def select(
     seed: int | None = 0,
     where: str | None = None,
     replace: bool = False,
+    dataset: str | None = None,
+    split: str | None = None,
     **params: Any,
 ) -> SubsetManifest:
     """Run `strategy` over ``pair_features`` and save the picks as subset `name`.
 
     `params` are the strategy's options (``min``, ``max``, ``embedding``, ``k``, ...; see
     :mod:`pairsift.select.strategies`); `where` is an SQL filter on ``pair_features`` pushed into
-    Lance (one expression: no ``;``, no non-deterministic function such as ``random()``); `seed`
-    seeds every random choice (a NumPy Generator) and is recorded. Returns the saved manifest.
+    Lance (one expression: no ``;``, no non-deterministic function such as ``random()``);
+    `dataset`/`split` keep the prompts of one ingested dataset/split (resolved through
+    ``prompts``, also pushed into Lance; recorded in the parameters); `seed` seeds every random
+    choice (a NumPy Generator) and is recorded. Returns the saved manifest.
     """
     _check_name(name)
     if where is not None:
@@ -90,7 +96,8 @@ def select(
     versions = store.versions(read)
 
     rng = np.random.default_rng(seed)
-    pool = build_pool(store, strat, p, versions["pair_features"], where)
+    scope = prompt_scope(store, dataset, split, versions.get("prompts"))
+    pool = build_pool(store, strat, p, versions["pair_features"], where, scope)
     candidates = pool.df.height
     excluded_before = sum(pool.excluded.values())
     picks = strat.pick(pool, p, rng, Context(store, versions))
@@ -116,10 +123,23 @@ def select(
             f"--where {where!r} matches no pair of the {pool.rows_read:,} in pair_features: "
             f"subset '{name}' would be empty. Nothing saved."
         )
+    notes = []
+    half = getattr(strat, "half_variant", None)
+    if half and selected:
+        # A per-prompt strategy keeps one pair per prompt: on (nearly) one-pair-per-prompt data
+        # (HH-RLHF) that is every pair, and the comparison the user wanted needs the -half variant.
+        sizes = np.bincount(pool.df["_gi"].to_numpy())
+        single = int((sizes == 1).sum())
+        if single >= 0.9 * int((sizes > 0).sum()):
+            notes.append(f"{plural(single, 'prompt')} of {int((sizes > 0).sum()):,} have a single candidate pair, so "
+                         f"'{strat.name}' kept {selected:,} of {plural(candidates, 'pair')}: for one-pair-per-prompt "
+                         f"data use {half}")
+    scoped = {k: v for k, v in (("dataset", dataset), ("split", split)) if v is not None}
     manifest = SubsetManifest(
         name=name,
         strategy=strat.name,
-        params={**p, "where": where},
+        params={**p, "where": where, **scoped},
+        notes=notes,
         seed=seed,
         labelled=bool(pool.labelled),
         counts=counts,

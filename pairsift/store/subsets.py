@@ -63,10 +63,12 @@ class SubsetManifest:
     run: str | None = None  # None: written before runs existed
     revision: int = 0
     extra: dict = field(default_factory=dict, repr=False, compare=False)
+    notes: list[str] = field(default_factory=list, compare=False)  # hints shown with the summary (not stored)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("extra")
+        d["notes"] = list(self.notes)
         d["created_at"] = self.created_at.isoformat()
         return d
 
@@ -94,7 +96,7 @@ class SubsetManifest:
                 f"\n  read {plural(c['rows_read'], 'pair')} of {plural(c.get('prompts_read', 0), 'prompt')}; "
                 f"excluded: {reasons}"
             )
-        return text
+        return text + "".join(f"\n  hint: {n}" for n in self.notes)
 
     def row(self) -> dict:
         return {
@@ -132,7 +134,7 @@ def _decode(row: dict) -> SubsetManifest:
     for key in JSON_FIELDS:
         row[key] = json.loads(row[key] or "{}")
     row["store_versions"] = {k: int(v) for k, v in row["store_versions"].items()}
-    known = {f for f in SubsetManifest.__dataclass_fields__ if f != "extra"}
+    known = {f for f in SubsetManifest.__dataclass_fields__ if f not in ("extra", "notes")}
     extra = {k: v for k, v in row.items() if k not in known}
     args = {k: row.get(k) for k in known}
     args["revision"] = args["revision"] or 0

@@ -7,9 +7,13 @@ subclass that reads stored prompt embeddings from the stream (never re-encodes t
 A reference model is always passed explicitly (``--ref-model``, else a second load of the policy
 from its path, else a deep copy of an in-memory policy): TRL would otherwise reload it from the
 config's ``_name_or_path``, which fails for models built from a config and may reach the hub.
+With ``--use-peft`` (LoRA) no second copy is loaded: as in TRL, the reference is the policy with
+its adapters disabled (unless ``--ref-model`` names another model).
 
-The run directory gets the model, the tokenizer and ``pairsift_manifest.json`` tying them to the
-subset, the store versions it read and the full config.
+The run directory gets the model (or, with LoRA, the adapters), the tokenizer, a model card
+(README.md, :mod:`pairsift.train.card`) and ``pairsift_manifest.json`` tying them to the subset,
+the store versions it read and the full config. The last step is always logged, so a short run
+prints its loss.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ..compute.device import resolve_device
-from ..errors import UsageError
+from ..errors import MissingDependency, PairsiftError, UsageError
 from ..report import Report, plural
 from ..store import Store
 from ..store.subsets import read_manifest
+from .args import lora_config, make_dpo_config, model_init_kwargs
+from .card import write_model_card
 from .config import TRL_LOSSES, TrainConfig
 from .stream import (
     detect_world,
@@ -95,23 +101,45 @@ def load_tokenizer(path: str) -> Any:
     return tok
 
 
-def load_model(path: str) -> Any:
-    """A causal LM in fp32 (mixed precision is the trainer's job)."""
+def load_model(path: str, **init_kwargs: Any) -> Any:
+    """A causal LM in fp32 unless `init_kwargs` say otherwise (mixed precision is the trainer's job).
+
+    A LoRA run folder (``adapter_config.json``, what ``--use-peft`` saves) loads as its base model
+    with the adapters merged in, so eval and stability read it like any checkpoint.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
+    init_kwargs.setdefault("dtype", torch.float32)
+    adapter = Path(path) / "adapter_config.json"
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        if adapter.exists():
+            return _load_adapter(Path(path), init_kwargs)
+        return AutoModelForCausalLM.from_pretrained(path, **init_kwargs)
     except OSError as e:
         raise UsageError(f"cannot load model '{path}': {e}") from e
 
 
-def reference_for(policy: Any, policy_path: str | None, ref_path: str | None) -> Any:
+def _load_adapter(path: Path, init_kwargs: dict[str, Any]) -> Any:
+    try:
+        from peft import PeftModel
+    except ImportError as e:
+        raise MissingDependency(f"{path} holds LoRA adapters: loading them needs peft (pip install peft)") from e
+    from transformers import AutoModelForCausalLM
+
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise UsageError(f"{path}/adapter_config.json does not name its base model (base_model_name_or_path)")
+    model = AutoModelForCausalLM.from_pretrained(base, **init_kwargs)
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+
+
+def reference_for(policy: Any, policy_path: str | None, ref_path: str | None, **init_kwargs: Any) -> Any:
     """The frozen reference: --ref-model, else the policy reloaded from its path, else a deep copy."""
     if ref_path:
-        ref = load_model(ref_path)
+        ref = load_model(ref_path, **init_kwargs)
     elif policy_path:
-        ref = load_model(policy_path)
+        ref = load_model(policy_path, **init_kwargs)
     else:
         ref = copy.deepcopy(policy)
     ref.eval()
@@ -193,7 +221,13 @@ def _rpo_classes() -> tuple[type, type]:
                 n_chosen = n_pairs
             logps = self._sequence_logps(model, batch)
             with torch.no_grad():
-                ref_logps = self._sequence_logps(self.ref_model, batch)
+                if self.ref_model is None:  # LoRA: the reference is the policy with its adapters disabled
+                    from trl.trainer.utils import use_adapter
+
+                    with use_adapter(self.accelerator.unwrap_model(self.model), adapter_name=None):
+                        ref_logps = self._sequence_logps(model, batch)
+                else:
+                    ref_logps = self._sequence_logps(self.ref_model, batch)
             ratios = logps - ref_logps
             chosen, rejected = ratios[:n_chosen], ratios[n_chosen:]
 
@@ -233,6 +267,19 @@ def _rpo_classes() -> tuple[type, type]:
 # ---- the run ------------------------------------------------------------------------------------------
 
 
+def _final_step_logger() -> Any:
+    """A callback that logs the last step whatever --logging-steps is: every run reports its final loss."""
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
+
+
 def build_trainer(
     store: Store,
     config: TrainConfig,
@@ -248,7 +295,7 @@ def build_trainer(
     may be given as objects (tests, notebooks); otherwise they are loaded from config paths.
     `train_dataset` replaces the subset stream (benchmarks compare against a map-style Dataset)."""
     config.validate()
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     info = read_manifest(store, config.subset)
     members = read_members(store, config.subset)
@@ -258,16 +305,20 @@ def build_trainer(
         n_pairs, config.epochs or 1.0, config.batch_size, config.gradient_accumulation_steps, world
     )
     use_cpu, bf16 = precision(config.device, config.bf16)
+    # Every setting is checked before a model is loaded.
+    args = make_dpo_config(config, max_steps=max_steps, use_cpu=use_cpu, bf16=bf16)
+    peft_config = lora_config(config) if config.use_peft else None
+    init_kwargs = model_init_kwargs(config)
 
     policy_path = config.model if model is None else None
     if model is None:
-        model = load_model(config.model)
+        model = load_model(config.model, **init_kwargs)
     if tokenizer is None:
         tokenizer = load_tokenizer(config.model if policy_path else (config.ref_model or config.model))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if ref_model is None:
-        ref_model = reference_for(model, policy_path, config.ref_model)
+    if ref_model is None and (config.ref_model or not config.use_peft):
+        ref_model = reference_for(model, policy_path, config.ref_model, **init_kwargs)
 
     if train_dataset is None:
         train_dataset = subset_stream(
@@ -279,47 +330,66 @@ def build_trainer(
             prompt_embeddings=config.prompt_embeddings if config.uses_embeddings else None,
         )
 
-    args = DPOConfig(
-        output_dir=config.output_dir,
-        loss_type=[config.loss] if config.loss in TRL_LOSSES else ["sigmoid"],
-        beta=config.beta,
-        learning_rate=config.learning_rate,
-        max_steps=max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        max_length=config.max_length,
-        seed=config.seed,
-        logging_steps=config.logging_steps,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
-        report_to="none",
-        use_cpu=use_cpu,
-        bf16=bf16,
-        activation_checkpointing=config.gradient_checkpointing,
-        dataloader_num_workers=0,
-        **config.dpo,
-    )
     common = dict(
         model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
-        processing_class=tokenizer, callbacks=callbacks,
+        processing_class=tokenizer, callbacks=[*(callbacks or []), _final_step_logger()],
+        peft_config=peft_config,
     )
-    if config.loss in TRL_LOSSES:
-        trainer = DPOTrainer(**common)
-    else:
-        collator_cls, trainer_cls = _rpo_classes()
-        collator = collator_cls(
-            pad_token_id=tokenizer.pad_token_id,
-            max_length=config.max_length,
-            truncation_mode=args.truncation_mode,
-            pad_to_multiple_of=args.pad_to_multiple_of,
-        )
-        trainer = trainer_cls(
-            **common, data_collator=collator, rpo_variant=config.loss, tau=config.tau,
-            diagonal_weight=config.diagonal_weight,
-        )
+    try:
+        if config.loss in TRL_LOSSES:
+            trainer = DPOTrainer(**common)
+        else:
+            collator_cls, trainer_cls = _rpo_classes()
+            collator = collator_cls(
+                pad_token_id=tokenizer.pad_token_id,
+                max_length=config.max_length,
+                truncation_mode=args.truncation_mode,
+                pad_to_multiple_of=args.pad_to_multiple_of,
+            )
+            trainer = trainer_cls(
+                **common, data_collator=collator, rpo_variant=config.loss, tau=config.tau,
+                diagonal_weight=config.diagonal_weight,
+            )
+    except (TypeError, ValueError) as e:
+        if isinstance(e, PairsiftError):
+            raise
+        raise UsageError(f"trl.DPOTrainer refused the run's settings: {e}") from e
     meta = {"subset": info, "n_pairs": n_pairs, "max_steps": max_steps, "world_size": world,
             "use_cpu": use_cpu, "bf16": bf16}
+
+    def card(*_: Any, **__: Any) -> None:
+        # TRL writes its own card at each checkpoint ("fine-tuned version of [None]"): ours instead.
+        if trainer.is_world_process_zero():
+            write_model_card(config.output_dir, run_manifest(store, config, meta, trainer, None))
+
+    trainer.create_model_card = card
+    if args.dataloader_num_workers:
+        _picklable_for_workers(trainer.data_collator)
     return trainer, meta
+
+
+def _reduce_with_dill(dataset: Any) -> tuple[Any, tuple[bytes]]:
+    import dill
+
+    return dill.loads, (dill.dumps(dataset, recurse=True),)
+
+
+def _picklable_for_workers(collator: Any) -> None:
+    """Let spawned DataLoader workers receive TRL's prepared stream and the collator.
+
+    TRL tokenises an IterableDataset with local functions and a lambda (``_prepare_dataset``),
+    and the RPO collator is a class built on first use: the standard pickler cannot send either
+    to a spawned worker, and Lance rules out fork. datasets already depends on dill, which
+    serialises them by value, so these two types go to multiprocessing workers through dill (a
+    reducer on multiprocessing's pickler only; every other object pickles as usual).
+    """
+    from multiprocessing.reduction import ForkingPickler
+
+    import datasets
+
+    ForkingPickler.register(datasets.IterableDataset, _reduce_with_dill)
+    if "<locals>" in type(collator).__qualname__:
+        ForkingPickler.register(type(collator), _reduce_with_dill)
 
 
 def train(
@@ -331,7 +401,8 @@ def train(
     tokenizer: Any = None,
     callbacks: list | None = None,
 ) -> TrainReport:
-    """Train on a subset; save the model, tokenizer and manifest to the output dir; report the run."""
+    """Train on a subset; save the model (adapters with --use-peft), tokenizer, model card and
+    manifest to the output dir; report the run."""
     trainer, meta = build_trainer(
         store, config, model=model, ref_model=ref_model, tokenizer=tokenizer, callbacks=callbacks
     )
@@ -342,6 +413,7 @@ def train(
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(str(out))
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        write_model_card(out, manifest)
     return TrainReport(**manifest)
 
 

@@ -25,3 +25,45 @@ print("pyplot" if "matplotlib.pyplot" in sys.modules else "no pyplot",
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["no", "pyplot", "True"]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_curve_does_not_touch_pyplot_or_the_backend(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "c.png"
+    code = f"""
+import sys
+import matplotlib
+before = matplotlib.rcParams._get_backend_or_none()
+from pairsift.train.evaluate import EvalReport
+from pairsift.train.plot import plot_eval_curve
+rows = [dict(model="m", step=s, n_pairs=4, loss=0.69 - s / 100, reward_accuracy=0.5 + s / 20,
+             reward_margin_beta=s / 50) for s in (1, 2, 3)]
+plot_eval_curve(EvalReport(subset="held", ref_model="ref", beta=0.1, n_pairs_in_subset=4, results=rows), {str(out)!r})
+print("pyplot" if "matplotlib.pyplot" in sys.modules else "no pyplot",
+      matplotlib.rcParams._get_backend_or_none() == before)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["no", "pyplot", "True"]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_subset_plot_does_not_touch_pyplot_or_the_backend(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "d.png"
+    code = f"""
+import sys
+import numpy as np
+import matplotlib
+before = matplotlib.rcParams._get_backend_or_none()
+from pairsift.select.plot import draw
+rng = np.random.default_rng(0)
+draw({{"cos_x": (rng.normal(size=50), rng.normal(size=500)), "score_margin": (rng.random(50), rng.random(500))}},
+     {str(out)!r}, "title")
+print("pyplot" if "matplotlib.pyplot" in sys.modules else "no pyplot",
+      matplotlib.rcParams._get_backend_or_none() == before)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["no", "pyplot", "True"]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -637,3 +637,33 @@ def test_reader_signatures():
         assert params["on_invalid"].default is None
         assert params["batch_responses"].default == 65_536
     assert READERS == {"hh": read_hh, "pairs": read_pairs, "multi": read_multi, "shp": read_shp}
+
+
+@pytest.mark.parametrize("flag,field", [("--score-field", "score_field"), ("--source-field", "source_field")])
+def test_multi_misspelt_score_or_source_field_fails_like_text_field(tmp_path, flag, field):
+    """A named field that no response has is one clear error naming it and what was found."""
+    recs = [{"prompt": "P", "responses": [{"text": "a", "rating": 2, "by": "m"}, {"text": "b"}]},
+            {"prompt": "Q", "responses": [{"text": "c", "rating": 1}]}]
+    path = write_jsonl(tmp_path / "m.jsonl", recs)
+    with pytest.raises(UsageError, match=rf"{flag} 'ratng' matches no response's field \(their fields: by, rating, text\)"):
+        read("multi", path, **{field: "ratng"})
+    # Present in only some responses is data, not a typo; and the default names are not checked.
+    (r, _) = read("multi", path, score_field="rating", source_field="by")
+    assert [x["score"] for x in r["responses"]] == [2.0, None]
+    assert len(read("multi", path)) == 2
+
+
+def test_misspelt_score_field_leaves_the_store_untouched(tmp_path):
+    from click.testing import CliRunner
+
+    from pairsift.cli import cli
+
+    path = write_jsonl(tmp_path / "m.jsonl", [{"prompt": "P", "responses": [{"text": "a", "score": 2}, {"text": "b"}]}])
+    store = tmp_path / "store"
+    res = CliRunner().invoke(cli, ["ingest", str(path), "--format", "multi", "--score-field", "scroe",
+                                   "--store", str(store)])
+    assert res.exit_code == 1
+    assert res.output.count("\n") == 1 and "--score-field 'scroe' matches no response's field" in res.output
+    from pairsift.store import open_store
+
+    assert not open_store(store).has_table("responses")

@@ -7,9 +7,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from pairsift.cli import cli
 from pairsift.select.export import export
 from pairsift.select.subsets import load_subset, select
 
@@ -38,7 +36,9 @@ def test_labelled_export_is_trl_format(tmp_store, tmp_path):
         assert o["chosen"] == texts[o["chosen_id"]]["text"] and o["rejected"] == texts[o["rejected_id"]]["text"]
         assert texts[o["chosen_id"]]["score"] > texts[o["rejected_id"]]["score"]
         assert o["prompt"] == f"prompt {int(o['chosen'].split()[-1])}"
-        assert o[f"cos_{EMB}"] == pytest.approx(r[f"cos_{EMB}"]) and o["dlogp_sum_ref"] == pytest.approx(r["dlogp_sum_ref"])
+        sign = 1 if o["chosen_id"] == r["a_id"] else -1  # gaps are chosen minus rejected (test_export_card.py)
+        assert o[f"cos_{EMB}"] == pytest.approx(r[f"cos_{EMB}"])
+        assert o["dlogp_sum_ref"] == pytest.approx(sign * r["dlogp_sum_ref"])
         assert {"rank", "score", "a_id", "b_id", "label_source", "edit_ref", "dreward_rm"} <= set(o)
     pq = pl.read_parquet(export(tmp_store, "h", tmp_path / "h.parquet").path)
     assert pq["chosen"].to_list() == [o["chosen"] for o in out]
@@ -79,6 +79,7 @@ def materialised_export(store, name, out):
     """`export` as it was before it streamed (issue 12): the whole subset joined in one Polars frame,
     then written. The reference the streamed export must match."""
     from pairsift.select.export import _NOT_FEATURES, guess_format
+    from pairsift.select.orient import oriented
 
     def as_messages(msgs, text, role):
         one = pl.concat_list(pl.struct(role=pl.lit(role), content=pl.col(text)))
@@ -117,7 +118,9 @@ def materialised_export(store, name, out):
         texts = [prompt.alias("prompt"), a.alias("response_a"), b.alias("response_b")]
     ids = ["prompt_id", "pair_id", "a_id", "b_id", "chosen_id", "rejected_id", "label_source", "rank", "score"]
     text_cols = {"p_text", "p_msgs", "a_text", "a_msgs", "b_text", "b_msgs"}
-    df = df.select(*texts, *ids, *[c for c in df.columns if c not in set(ids) | text_cols])
+    feats = [c for c in df.columns if c not in set(ids) | text_cols]
+    sign = pl.when(a_chosen).then(1).otherwise(-1)
+    df = df.select(*texts, *ids, *(oriented(feats, sign) if labelled else feats))
     fmt = guess_format(out)
     if fmt == "hf":
         from datasets import Dataset
@@ -166,7 +169,7 @@ def test_export_with_missing_texts_writes_nothing(tmp_store, tmp_path):
     import pairsift.select.export as ex
 
     real = ex.read_manifest
-    ex_load = lambda store, name: real(store, name).with_changes(store_versions=bad)  # noqa: E731
+    ex_load = lambda store, name: real(store, name).with_changes(store_versions=bad)
     try:
         ex.read_manifest = ex_load
         from pairsift.errors import TableNotFound

@@ -21,7 +21,7 @@ BETA = 0.1
 @pytest.fixture
 def trained(tmp_store, tmp_path):
     corpus = build_corpus(tmp_store, n_prompts=12, k=2)
-    save_subset(tmp_store, "sub", corpus)
+    save_subset(tmp_store, "sub", corpus, prompt_idx=[1, 2, 4, 6, 7, 10, 11])  # disjoint from "held"
     held = save_subset(tmp_store, "held", corpus, prompt_idx=[0, 3, 5, 8, 9], flip={3, 9})
     base = save_tiny(tmp_path / "base")
     run = tmp_path / "run"
@@ -148,3 +148,75 @@ def test_summarise_plain_and_blank_pairs():
     assert b["max_abs_shift"] == pytest.approx(0.1)
     assert b["pearson_vs_first"] == pytest.approx(np.corrcoef(first[ok], later[ok])[0, 1])
     assert s["max_mean_abs_shift"] == b["mean_abs_shift"]
+
+
+# ---- what eval tells the user: dropped pairs, progress, held-out check, the curve --------------------
+
+
+def _trl_prompt_len(tok, prompt: str, chosen: str, rejected: str) -> int:
+    """TRL's prompt length (plain text): where prompt and prompt+completion+EOS tokenisations diverge."""
+
+    def common(a, b):
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    p = tok(prompt)["input_ids"]
+    return min(common(p, tok(prompt + chosen + tok.eos_token)["input_ids"]),
+               common(p, tok(prompt + rejected + tok.eos_token)["input_ids"]))
+
+
+def test_pairs_trl_drops_are_counted_with_the_reason(trained):
+    store, base, _, held = trained
+    tok = load_tokenizer(base)
+    lengths = [_trl_prompt_len(tok, p["text"], c["text"], r["text"]) for _, p, c, r in held]
+    max_length = max(lengths)  # the longest prompts fill it
+    dropped = sum(n >= max_length for n in lengths)
+    assert 0 < dropped < len(held)
+    report = evaluate(store, "held", [base], base, max_length=max_length, device="cpu")
+    assert report.n_pairs_dropped == dropped
+    assert report.results[0]["n_pairs"] == len(held) - dropped
+    assert "--max-length" in report.dropped_reason and f"{dropped} pair" in report.summary()
+    assert evaluate(store, "held", [base], base, max_length=64, device="cpu").n_pairs_dropped == 0
+
+
+def test_progress_counts_batches_within_each_checkpoint(trained):
+    store, base, run, held = trained
+    calls = []
+    evaluate(store, "held", [str(run)], base, batch_size=2, max_length=64, device="cpu",
+             progress=lambda done, total, note: calls.append((done, total, note)))
+    batches = math.ceil(len(held) / 2)
+    total = batches * 3  # the reference, checkpoint-2, checkpoint-3 (the final model)
+    assert calls[0] == (0, total, "reference")
+    assert [c[0] for c in calls] == list(range(total + 1))
+    assert {c[1] for c in calls} == {total}
+    notes = [c[2] for c in calls[1:]]
+    assert notes == ["reference"] * batches + ["model 1/2: checkpoint-2"] * batches + ["model 2/2: checkpoint-3"] * batches
+
+
+def test_an_eval_subset_that_shares_pairs_with_training_is_refused(trained):
+    from pairsift.errors import UsageError
+
+    store, base, run, _ = trained
+    # The corpus as build_corpus made it: prompts in index order ("prompt 7: ..."), responses.
+    prompts = sorted(store.dataset("prompts").to_table().to_pylist(), key=lambda p: int(p["text"].split(":")[0][7:]))
+    corpus = {"prompts": prompts, "responses": store.dataset("responses").to_table().to_pylist()}
+    # The training subset "sub" holds prompts 1, 2, 4, 6, 7, 10, 11: prompts 0 and 2 share one pair with it.
+    save_subset(store, "mixed", corpus, prompt_idx=[0, 2])
+    with pytest.raises(UsageError, match="not held out: 1 pair of its 2 are in 'sub'"):
+        evaluate(store, "mixed", [str(run)], base, max_length=64, device="cpu")
+    report = evaluate(store, "mixed", [str(run / "checkpoint-2")], base, max_length=64, device="cpu",
+                      allow_overlap=True)
+    assert report.overlap == [{"model": str(run / "checkpoint-2"), "trained_on": "sub", "pairs": 1, "prompts": 1}]
+    assert any(n.startswith("OVERLAP: 1 pair") for n in report.notes)
+    held_report = evaluate(store, "held", [str(run)], base, max_length=64, device="cpu")
+    assert held_report.overlap[0]["pairs"] == 0 and held_report.notes == []
+
+
+def test_eval_plots_its_curve(trained, tmp_path):
+    store, base, run, _ = trained
+    out = tmp_path / "curve.png"
+    report = evaluate(store, "held", [str(run)], base, max_length=64, device="cpu", plot=out)
+    assert report.plot == str(out) and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "curve plotted to" in report.summary()

@@ -165,7 +165,12 @@ def test_cli_train_eval_stability(subset_store, tmp_path, monkeypatch):
 
     res = runner.invoke(cli, ["eval", "held", *store, "--model", str(run), "--ref-model", base,
                               "--device", "cpu", "--max-length", "64", "--json"])
+    assert res.exit_code == 1 and "not held out: 4 pairs of its 4 are in 'sub'" in res.output
+    assert "--allow-overlap" in res.output
+    res = runner.invoke(cli, ["eval", "held", *store, "--model", str(run), "--ref-model", base,
+                              "--device", "cpu", "--max-length", "64", "--allow-overlap", "--json"])
     assert res.exit_code == 0, res.output
+    assert "OVERLAP: 4 pairs of 'held' were trained on" in res.stderr
     report = json.loads(res.stdout)
     assert [r["step"] for r in report["results"]] == [1, 2]
 

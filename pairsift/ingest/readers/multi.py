@@ -84,10 +84,24 @@ def read_multi(
         score_field=score_field,
         source_field=source_field,
     )
-    return drive(path, _parser(**f), on_invalid, batch_responses)
+    # A score or source field named on the command line must exist somewhere: a typo would
+    # otherwise ingest every response silently without it (a missing text field already fails).
+    named = {flag: name for flag, name in (("--score-field", score_field), ("--source-field", source_field)) if name}
+    found: dict[str, set] = {"want": set(named.values()), "keys": set(), "hits": set()}
+    batches = drive(path, _parser(**f, found=found if named else None), on_invalid, batch_responses)
+    return _check_named(path, batches, named, found) if named else batches
 
 
-def _parser(prompt_field, responses_field, text_field, score_field, source_field):
+def _check_named(path, batches: Iterator[pa.RecordBatch], named: dict[str, str], found: dict[str, set]
+                 ) -> Iterator[pa.RecordBatch]:
+    yield from batches
+    for flag, name in named.items():
+        if found["keys"] and name not in found["hits"]:
+            have = ", ".join(sorted(map(str, found["keys"]))[:12])
+            raise UsageError(f"{path}: {flag} {name!r} matches no response's field (their fields: {have})")
+
+
+def _parser(prompt_field, responses_field, text_field, score_field, source_field, found=None):
     pf, rf, tf, sf, srcf = prompt_field, responses_field, text_field, score_field, source_field
     known_prompt = frozenset({pf, rf})
     known_item = frozenset({tf, sf, srcf})
@@ -116,6 +130,9 @@ def _parser(prompt_field, responses_field, text_field, score_field, source_field
         responses = []
         for i, item in enumerate(items):
             if type(item) is dict:
+                if found is not None and found["hits"] != found["want"]:  # until every named field is seen
+                    found["keys"].update(item)
+                    found["hits"].update(k for k in found["want"] if k in item)
                 text = item.get(tf)
                 s = item.get(sf)
                 src = item.get(srcf)

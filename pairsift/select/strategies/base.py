@@ -327,8 +327,13 @@ def resolve_embedding(schema: pa.Schema, p: dict[str, Any]) -> None:
 ID_COLUMNS = ("pair_id", "prompt_id", "a_id", "b_id")
 
 
-def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where: str | None) -> Pool:
-    """Read the candidates at `version`, orient them and drop what the strategy cannot choose."""
+def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where: str | None,
+               scope: str | None = None) -> Pool:
+    """Read the candidates at `version`, orient them and drop what the strategy cannot choose.
+
+    `scope` (``select --dataset/--split``, :mod:`pairsift.select.scope`) is a filter pushed into
+    Lance with `where`; what each drops is counted under ``dataset`` and ``where``.
+    """
     ds = store.dataset("pair_features", version)
     orient = strategy.orientation(p)
     feats = list(dict.fromkeys(strategy.columns(p) + ([orient.margin] if orient.margin else [])))
@@ -336,9 +341,11 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
     rows_total = ds.count_rows()
     cols = list(dict.fromkeys([*ID_COLUMNS, *POOL_COLUMNS, "label_source", *feats]))
     try:
-        table = ds.to_table(columns=cols, filter=where)
+        flt = " AND ".join(f"({f})" for f in (scope, where) if f) or None
+        table = ds.to_table(columns=cols, filter=flt)
     except (ValueError, OSError, RuntimeError) as e:  # lance reports bad SQL as ValueError/OSError
         raise UsageError(f"--where {where!r} is not a valid filter on table 'pair_features': {e}") from e
+    in_scope = rows_total if not scope else (ds.count_rows(filter=scope) if where else table.num_rows)
     # Ids stay fixed-width bytes (the picks' strings are gathered from them at the end); the pool
     # frame carries 64-bit keys instead.
     id_arrays = {c: table.column(c) for c in ID_COLUMNS}
@@ -362,8 +369,10 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
         run_start = np.r_[True, g[1:] != g[:-1]]
     df = df.with_columns(_gi=pl.Series(np.cumsum(run_start) - 1, dtype=pl.Int64))
     pool = Pool(df=df, labelled=True, keys=keys, id_arrays=id_arrays, read=df, rows_read=rows_total, prompts_read=int(run_start.sum()))
+    if scope:
+        pool.excluded["dataset"] += rows_total - in_scope
     if where:
-        pool.excluded["where"] += rows_total - df.height
+        pool.excluded["where"] += in_scope - df.height
 
     if orient.margin:
         pool.require(orient.margin)

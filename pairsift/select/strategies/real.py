@@ -45,6 +45,7 @@ class Easy(_Cosine):
     name = "easy"
     summary = "per prompt, the pair with the smallest cosine (REAL easy)"
     descending = False
+    half_variant = "easy-half"  # suggested when every prompt has one pair (select's hint)
 
     def pick(self, pool, p, rng, ctx):
         col = f"cos_{p['embedding']}"
@@ -58,6 +59,7 @@ class Hard(Easy):
     name = "hard"
     summary = "per prompt, the pair with the largest cosine (REAL hard)"
     descending = True
+    half_variant = "hard-half"
 
 
 class Random(Strategy):
@@ -65,6 +67,7 @@ class Random(Strategy):
     summary = "per prompt, a seeded uniformly random pair (REAL random)"
     defaults = {}
     uses_seed = True
+    half_variant = "random-half"
 
     def pick(self, pool, p, rng, ctx):
         u = uniform_draws(pool.df, rng)
@@ -103,10 +106,23 @@ class HardHalf(_Half):
 
 
 class RandomHalf(Strategy):
+    """With ``--embedding X`` the draw is among the pairs with a cosine under X: the pool easy-half
+    and hard-half split, so the three halves (given the same X) are comparable; without it, among
+    every candidate pair."""
+
     name = "random-half"
     summary = "single-pair data: a seeded random floor(N/2) of the pairs"
-    defaults = {}
+    defaults = {"embedding": None}
     uses_seed = True
+
+    def configure(self, params):
+        p = super().configure(params)
+        if p.get("embedding") is None:
+            del p["embedding"]  # optional here: never resolved to a default set, not recorded
+        return p
+
+    def columns(self, p):
+        return [f"cos_{p['embedding']}"] if p.get("embedding") else []
 
     def pick(self, pool, p, rng, ctx):
         u = uniform_draws(pool.df, rng)
@@ -164,6 +180,7 @@ class Centroid(_Cosine):
     name = "centroid"
     summary = "per prompt, 2-means over the response embeddings; the response nearest each centre"
     uses_seed = True
+    half_variant = "easy-half, hard-half or random-half"
     block_responses = 65_536  # vectors held at once on the fallback path (~400 MB as float64 at 768-d)
 
     def tables(self, p):
