@@ -141,17 +141,21 @@ def _blocks(resp: pl.DataFrame, block_rows: int, block_pairs: int) -> Iterator[p
 # ---- labels --------------------------------------------------------------------------------------
 
 
-def _labels(store: Store, version: int | None) -> pl.DataFrame:
+def _labels(store: Store, version: int | None, where: pl.Expr | None = None) -> pl.DataFrame:
     """The dataset's labelled pairs as (a_id, b_id, prompt_id, label, label_source), label = +1 if a chosen.
 
     A pair labelled both ways (two datasets disagree) gets a null label and label_source "conflict".
+    `where` (pushed into Lance) restricts the pairs read, e.g. to a range of prompts.
     """
     empty = pl.DataFrame(
         schema={"a_id": pl.String, "b_id": pl.String, "prompt_id": pl.String, "label": pl.Int8, "label_source": pl.String}
     )
     if version is None:
         return empty
-    p = store.scan("pairs", version).select("prompt_id", "chosen_id", "rejected_id", "label_source").collect()
+    lf = store.scan("pairs", version)
+    if where is not None:
+        lf = lf.filter(where)
+    p = lf.select("prompt_id", "chosen_id", "rejected_id", "label_source").collect()
     if p.height == 0:
         return empty
     p = p.with_columns(
@@ -258,41 +262,18 @@ def build_pairs(
     }
     schema = pair_features_schema(sets, meta)
 
-    big = [f"embeddings_{e}" for e in sets.embeddings] + [f"logprobs_{lp}" for lp in sets.logprobs]
-    order_col = f"off_{big[0]}" if big else None
-    # Prompts in the order their vectors (or token ids) are stored, so each block reads one range.
-    key = pl.col(order_col).min().over("prompt_id") if order_col else pl.col("prompt_id")
-    todo = todo.with_columns(key.alias("__order")).sort("__order", "prompt_id", "response_id", nulls_last=True)
+    todo = _in_storage_order(todo, sets)
     ks = todo.group_by("prompt_id").len()
     total = ks.height
     report.prompts_single = int((ks["len"] < 2).sum())
     counts: dict[str, int] = {}
 
-    def prefetched() -> Iterator[tuple[pl.DataFrame, dict]]:
-        # Read block i+1 (Lance decodes in its own threads) while block i is computed.
-        from concurrent.futures import ThreadPoolExecutor
-
-        buffers = [{}, {}]
-        blocks = _blocks(todo, block_rows, block_pairs)
-        with ThreadPoolExecutor(1) as pool:
-            nxt, slot = next(blocks, None), 0
-            fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot]) if nxt is not None else None
-            while nxt is not None:
-                rows, fetched = nxt, fut.result()
-                nxt, slot = next(blocks, None), slot ^ 1
-                if nxt is not None:
-                    fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot])
-                yield rows, fetched
-
     def new_prompts() -> Iterator[pa.Table]:
         done = 0
-        for rows, fetched in prefetched():
+        for rows, fetched in _prefetched(inputs, todo, sets, block_rows, block_pairs):
             tbl = block_table(inputs, rows, labels, schema, labelled_only, fetched)
             report.pairs_added += tbl.num_rows
-            vc = pl.from_arrow(tbl.select(["label_source"])).to_series().fill_null("none").value_counts()
-            for s, c in vc.iter_rows():
-                counts[s] = counts.get(s, 0) + c
-            counts["tie"] = counts.get("tie", 0) + int(np.asarray(tbl.column("tie")).sum())
+            _count_labels(tbl, counts)
             done += rows["prompt_id"].n_unique()
             if progress:
                 progress(done, total)
@@ -319,6 +300,41 @@ def build_pairs(
     report.pairs_total = store.count(TABLE)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _in_storage_order(todo: pl.DataFrame, sets: FeatureSets) -> pl.DataFrame:
+    """Prompts in the order their vectors (or token ids) are stored, so each block reads one range."""
+    big = [f"embeddings_{e}" for e in sets.embeddings] + [f"logprobs_{lp}" for lp in sets.logprobs]
+    order_col = f"off_{big[0]}" if big else None
+    key = pl.col(order_col).min().over("prompt_id") if order_col else pl.col("prompt_id")
+    return todo.with_columns(key.alias("__order")).sort("__order", "prompt_id", "response_id", nulls_last=True)
+
+
+def _prefetched(inputs: Inputs, todo: pl.DataFrame, sets: FeatureSets, block_rows: int,
+                block_pairs: int) -> Iterator[tuple[pl.DataFrame, dict]]:
+    """Blocks of whole prompts with their big inputs; block i+1 is read (Lance decodes in its own
+    threads) while block i is computed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    buffers = [{}, {}]
+    blocks = _blocks(todo, block_rows, block_pairs)
+    with ThreadPoolExecutor(1) as pool:
+        nxt, slot = next(blocks, None), 0
+        fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot]) if nxt is not None else None
+        while nxt is not None:
+            rows, fetched = nxt, fut.result()
+            nxt, slot = next(blocks, None), slot ^ 1
+            if nxt is not None:
+                fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot])
+            yield rows, fetched
+
+
+def _count_labels(tbl: pa.Table, counts: dict[str, int]) -> None:
+    """Add a block's pairs by label_source (null: "none") and its ties to `counts`."""
+    vc = pl.from_arrow(tbl.select(["label_source"])).to_series().fill_null("none").value_counts()
+    for s, c in vc.iter_rows():
+        counts[s] = counts.get(s, 0) + c
+    counts["tie"] = counts.get("tie", 0) + int(np.asarray(tbl.column("tie")).sum())
 
 
 def _overwrite(store: Store, schema: pa.Schema, tables: Iterator[pa.Table]) -> int:
