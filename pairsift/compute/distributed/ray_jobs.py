@@ -2,27 +2,31 @@
 
 How a job runs:
 
-1. The driver joins or starts the cluster (:func:`.cluster.connect`) and asks one worker to load
-   the model and report the set's provenance and schema (a *probe*, on the same resources as the
-   actors), so a set that does not match is refused before any work, exactly as in one process.
-2. It creates or checks the set (:func:`pairsift.compute.sets.open_set`), reads the keys already
-   in it (:class:`.commit.FragmentCommitter`, which also repairs duplicates a crash left), and
-   pins the input table's version.
+1. The driver joins or starts the cluster (:func:`.cluster.connect`) and starts the actor pool:
+   ``workers`` Ray actors, each loading the model once (``num_gpus=1`` per actor on GPUs, a
+   fraction of a CPU on CPU machines: see :mod:`.cluster`). The first actor to answer reports
+   the set's provenance and schema, so a set that does not match is refused before any row is
+   computed, exactly as in one process.
+2. The driver creates or checks the set (:func:`pairsift.compute.sets.open_set`), reads the keys
+   already in it (:class:`.commit.FragmentCommitter`, which also repairs duplicates a crash
+   left), and pins the input table's version.
 3. Ray Data reads the input table at that version, only the columns the job needs
-   (``read_lance(columns=...)``: projection in Lance; the "not done yet" test is an anti-join with
-   the output table, which is no Lance filter, so each actor drops done rows itself against the
-   sorted done keys, shared zero-copy through the object store).
-4. An actor pool holds the model (``num_gpus=1`` per actor on GPUs, a fraction of a CPU on CPU
-   machines: see :mod:`.cluster`); each batch becomes one Lance fragment, written by the actor,
-   whose metadata and row keys come back to the driver.
+   (``read_lance(columns=...)``: projection in Lance; "not done yet" is an anti-join with the
+   output table, which is no Lance filter, so each actor drops done rows itself against the
+   sorted done keys, shared zero-copy through the object store). ``streaming_split`` hands each
+   actor its own stream of blocks as it asks for them: no shuffle, no driver in the data path.
+4. Each actor turns every batch of ``batch_rows`` rows into one Lance fragment, which it writes
+   itself; the fragment's metadata and row keys stream back to the driver.
 5. The driver commits once per chunk (``chunk_rows`` rows or more): one Append at a pinned read
    version, duplicates removed (:mod:`.commit`). A job killed at any point (``kill -9`` of the
    driver included) resumes with no duplicate and no lost row: what was committed is skipped,
-   what was not is invisible (orphan data files, removed by ``optimize``).
+   what was not is invisible (orphan data files, removed by ``optimize``). A worker lost
+   mid-job fails the job the same way; the re-run resumes.
 
 The report has the keys of the single-process report plus ``executor``, ``workers``,
-``commits``, ``startup_seconds`` (joining/starting the cluster), ``probe_seconds`` and
-``first_result_seconds`` (model loads and the first batch: the fixed cost of a job).
+``commits``, ``duplicates_removed``, ``startup_seconds`` (joining/starting the cluster),
+``model_load_seconds`` (until the first actor holds the model) and ``first_result_seconds``
+(until the first batch is back: the fixed cost of a job).
 """
 
 from __future__ import annotations
@@ -132,44 +136,45 @@ def score_rewards_ray(
 # ---- the driver ----------------------------------------------------------------------------------
 
 
-def _probe(spec: JobSpec, prompts, threads: int | None) -> dict:
-    """Runs on a worker: load the model once and report the set's provenance and schema."""
-    import ray
-
-    if prompts is not None:
-        prompts = ray.get(prompts[0])
-    return spec.build(prompts, threads).info()
-
-
 class _ModelActor:
-    """A Ray Data actor: holds the model, turns a batch of input rows into one committed-later fragment."""
+    """One worker of the actor pool: holds the model; streams a shard of the input into fragments."""
 
-    def __init__(self, spec: JobSpec, out_uri: str, out_schema, refs: list, threads: int | None):
+    def __init__(self, spec: JobSpec, prompts: list, threads: int | None):
         import ray
 
-        from .cluster import worker_storage_options
+        try:
+            self.worker = spec.build(ray.get(prompts[0]) if prompts[0] is not None else None, threads)
+            self.error = None
+        except Exception as e:  # noqa: BLE001 - re-raised by info(), where the driver sees its type
+            self.error = e
 
-        done, prompts = ray.get(refs[0]), (ray.get(refs[1]) if refs[1] is not None else None)
-        self.worker = spec.build(prompts, threads)
-        self.spec, self.uri, self.schema, self.done = spec, out_uri, out_schema, done
-        self.storage_options = worker_storage_options()
+    def info(self) -> dict:
+        """The set's provenance and schema (the first actor's answer is the job's check)."""
+        if self.error is not None:
+            raise self.error
+        return self.worker.info()
 
-    def __call__(self, batch):
+    def run(self, shard, out_uri: str, out_schema, output_key: str, input_key: str, done: list, batch_rows: int):
+        """Yield, per batch of the shard, its fragment (written here, not committed) and counts."""
         import pyarrow as pa
+        import ray
 
         from ...store.ids import id_keys
+        from .cluster import worker_storage_options
         from .commit import write_staged
 
-        if len(self.done) and batch.num_rows:
-            keys = id_keys(batch.column(self.spec.input_key))
-            pos = np.minimum(np.searchsorted(self.done, keys), len(self.done) - 1)
-            batch = batch.filter(pa.array(self.done[pos] != keys))
-        rows, counts = self.worker.run(batch)
-        staged = write_staged(rows, self.uri, self.spec.output_key, self.schema, self.storage_options)
-        fragments, keys = staged.to_wire()
-        out = {"fragments": [fragments], "keys": pa.array([keys], pa.binary()), "input_rows": [batch.num_rows]}
-        out.update({k: [v] for k, v in counts.items()})
-        return pa.table(out)
+        if self.error is not None:
+            raise self.error
+        done = ray.get(done[0])  # a zero-copy view of the driver's sorted keys
+        storage_options = worker_storage_options()
+        for batch in shard.iter_batches(batch_size=batch_rows, batch_format="pyarrow"):
+            if len(done) and batch.num_rows:
+                keys = id_keys(batch.column(input_key))
+                pos = np.minimum(np.searchsorted(done, keys), len(done) - 1)
+                batch = batch.filter(pa.array(done[pos] != keys))
+            rows, counts = self.worker.run(batch)
+            staged = write_staged(rows, out_uri, output_key, out_schema, storage_options)
+            yield staged.to_wire(), batch.num_rows, counts
 
 
 def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None, chunk_rows: int,
@@ -181,32 +186,38 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
     place = place_models(config, device)
     spec = spec.on(place.device)
     remote = {**place.remote_args(), **({"runtime_env": conn.task_env} if conn.task_env else {})}
-
-    prompts_ref = ray.put(prompts_table(store)) if spec.needs_prompts else None
-    t_probe = time.perf_counter()
+    prompts = [ray.put(prompts_table(store)) if spec.needs_prompts else None]
+    # The actors start loading the model at once; the first one's answer is the job's check of
+    # the set (before any row is computed), so no extra process loads the model for it.
+    actor = ray.remote(_ModelActor).options(**remote)
+    actors = [actor.remote(spec, prompts, place.threads) for _ in range(place.workers)]
     try:
-        info = ray.get(ray.remote(_probe).options(**remote).remote(spec, [prompts_ref] if prompts_ref else None,
-                                                                  place.threads))
-    except Exception as e:  # noqa: BLE001 - Ray wraps the worker's error; a PairsiftError stays one line
-        _reraise(e)
-    probe_seconds = time.perf_counter() - t_probe
-    table = sets.open_set(store, table_name, info["schema"], option)
-    committer = FragmentCommitter(store.table_uri(table_name), spec.output_key, store.storage_options)
-    done = committer.done_keys()
-    source = store.dataset(spec.input_table)
-    total, already = _pending(source, spec.input_key, done)
-    prov = info["provenance"]
-    report = {
-        "table": table_name, "model": prov.get("model"), "rows_total": total + already, "already_done": already,
-        "written": 0, **report, "tokens": 0, "provenance": prov,
-        **({"chat_template": info["chat_template"]} if "chat_template" in info else {}),
-        "executor": "ray", "workers": place.workers, "device": place.device, "threads_per_worker": place.threads,
-        "commits": 0, "duplicates_removed": committer.repaired, "startup_seconds": round(conn.seconds, 3),
-        "probe_seconds": round(probe_seconds, 3), "cluster": conn.address,
-    }
-    if total:
-        _stream(store, spec, table, committer, place, remote, source.version, done, prompts_ref, config,
-                chunk_rows, progress, total, report, started)
+        t_load = time.perf_counter()
+        try:
+            info = ray.get(actors[0].info.remote())
+        except Exception as e:  # noqa: BLE001 - Ray wraps the worker's error; a PairsiftError stays one line
+            _reraise(e)
+        load_seconds = time.perf_counter() - t_load
+        table = sets.open_set(store, table_name, info["schema"], option)
+        committer = FragmentCommitter(store.table_uri(table_name), spec.output_key, store.storage_options)
+        done = committer.done_keys()
+        source = store.dataset(spec.input_table)
+        total, already = _pending(source, spec.input_key, done)
+        prov = info["provenance"]
+        report = {
+            "table": table_name, "model": prov.get("model"), "rows_total": total + already, "already_done": already,
+            "written": 0, **report, "tokens": 0, "provenance": prov,
+            **({"chat_template": info["chat_template"]} if "chat_template" in info else {}),
+            "executor": "ray", "workers": place.workers, "device": place.device, "threads_per_worker": place.threads,
+            "commits": 0, "duplicates_removed": committer.repaired, "startup_seconds": round(conn.seconds, 3),
+            "model_load_seconds": round(load_seconds, 3), "cluster": conn.address,
+        }
+        if total:
+            _stream(store, spec, table, committer, actors, source.version, done, config, chunk_rows, progress, total,
+                    report, started)
+    finally:
+        for a in actors:
+            ray.kill(a)
     report["commits"] = committer.commits
     report["duplicates_removed"] = committer.repaired + committer.duplicates
     report["seconds"] = round(time.perf_counter() - started, 3)
@@ -230,45 +241,43 @@ def _pending(source, key: str, done: np.ndarray) -> tuple[int, int]:
     return total, already
 
 
-def _stream(store, spec, table, committer, place: Placement, remote: dict, version: int, done, prompts_ref,
-            config: RayConfig, chunk_rows: int, progress, total: int, report: dict, started: float) -> None:
+def _stream(store, spec, table, committer, actors: list, version: int, done, config: RayConfig, chunk_rows: int,
+            progress, total: int, report: dict, started: float) -> None:
     ray = require_ray()  # with ray.data
-    refs = [ray.put(done), prompts_ref]
+    # Ray Data reads the input at the pinned version, only the job's columns; each actor pulls
+    # blocks from its own split as it is ready for more (no shuffle, no driver in the data path).
     ds = ray.data.read_lance(
         store.table_uri(spec.input_table), version=version, columns=spec.input_columns,
         storage_options=store.storage_options,
     )
-    # Blocks of one batch each: an actor task then covers one batch, and its fragment reaches the
-    # driver (and its commit) as soon as it is written, not when a whole input file is done.
-    # A streaming split/merge of blocks, not a shuffle.
-    ds = ds.repartition(target_num_rows_per_block=config.batch_rows)
-    out = ds.map_batches(
-        _ModelActor,
-        fn_constructor_kwargs={"spec": spec, "out_uri": store.table_uri(table.name), "out_schema": table.schema,
-                               "refs": refs, "threads": place.threads},
-        batch_size=config.batch_rows,
-        batch_format="pyarrow",
-        zero_copy_batch=True,
-        compute=ray.data.ActorPoolStrategy(size=place.workers),
-        **remote,
-    )
+    shards = ds.streaming_split(len(actors), equal=False)
+    done_ref = [ray.put(done)]
+    live = [
+        a.run.options(num_returns="streaming").remote(shard, store.table_uri(table.name), table.schema,
+                                                      spec.output_key, spec.input_key, done_ref, config.batch_rows)
+        for a, shard in zip(actors, shards)
+    ]
     counted = [k for k in report if k in ("blank", "truncated", "empty", "prompt_too_long")] + ["tokens"]
     pending: list[Staged] = []
     pending_rows = seen = 0
+    compute = 0.0
     try:
-        for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-            if "first_result_seconds" not in report:
-                report["first_result_seconds"] = round(time.perf_counter() - started, 3)
-            cols = batch.to_pydict()
-            for i in range(batch.num_rows):
-                staged = Staged.from_wire(cols["fragments"][i], cols["keys"][i])
-                if staged.rows:
-                    pending.append(staged)
-                    pending_rows += staged.rows
-                for k in counted:
-                    report[k] += int(cols[k][i])
-                report["compute_seconds"] = report.get("compute_seconds", 0.0) + float(cols["compute_seconds"][i])
-                seen += int(cols["input_rows"][i])
+        while live:
+            ready, _ = ray.wait(live, num_returns=1)
+            try:
+                wire, n, counts = ray.get(next(ready[0]))
+            except StopIteration:
+                live.remove(ready[0])
+                continue
+            report.setdefault("first_result_seconds", round(time.perf_counter() - started, 3))
+            staged = Staged.from_wire(*wire)
+            if staged.rows:
+                pending.append(staged)
+                pending_rows += staged.rows
+            for k in counted:
+                report[k] += int(counts[k])
+            compute += counts["compute_seconds"]
+            seen += n
             if pending_rows >= chunk_rows:
                 report["written"] += committer.commit(pending)
                 pending, pending_rows = [], 0
@@ -279,7 +288,7 @@ def _stream(store, spec, table, committer, place: Placement, remote: dict, versi
     except Exception as e:  # noqa: BLE001 - Ray wraps the worker's error; a PairsiftError stays one line
         _reraise(e)
     report["written"] += committer.commit(pending)
-    report["compute_seconds"] = round(report.get("compute_seconds", 0.0), 3)
+    report["compute_seconds"] = round(compute, 3)
 
 
 def _reraise(error: BaseException):
