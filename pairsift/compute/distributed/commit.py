@@ -26,6 +26,7 @@ This is the one place to swap for the store's own duplicate-free keyed append wh
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -93,6 +94,7 @@ class FragmentCommitter:
                  groups: bool = False, scan_existing: bool = True, version: int | None = None):
         self.uri, self.key, self.storage_options, self.groups = uri, key, storage_options, groups
         self.commits = 0
+        self.commit_seconds = 0.0  # in commit(): the Append, the catch-up read, any Delete
         self.duplicates = 0  # rows of our own fragments removed because another writer had them first
         self.repaired = 0
         ds = self._open(version)
@@ -136,6 +138,7 @@ class FragmentCommitter:
                 mine[_path(meta)] = s.keys[start : start + n]
                 start += n
         fragments = [m for s in staged for m in s.fragments]
+        t0 = time.perf_counter()
         ds = lance.LanceDataset.commit(
             self.uri, lance.LanceOperation.Append(fragments), read_version=self.version,
             storage_options=self.storage_options,
@@ -149,6 +152,7 @@ class FragmentCommitter:
             self.duplicates += removed
             added -= removed
             self.version = self._delete(deletions)
+        self.commit_seconds += time.perf_counter() - t0
         return added
 
     def _catch_up(self, ds: lance.LanceDataset, mine: dict[str, np.ndarray]) -> dict[int, np.ndarray]:

@@ -189,6 +189,7 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
                   "executor": "torch.distributed", "workers": group.world, "device": device, "commits": 0,
                   "duplicates_removed": state["repaired"]}
         report["rows_total"] = total + already
+        numbers = [k for k, v in counted.items() if isinstance(v, int)]
         pending: list[Staged] = []
         pending_rows = done_rows = 0
         for batch in source.to_batches(columns=spec.input_columns, batch_size=window_rows):
@@ -205,7 +206,7 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
                     pending.append(s)
                     pending_rows += s.rows
                 done_rows += n
-                for k in counted:
+                for k in numbers:
                     report[k] += int(c.get(k, 0))
                 report["tokens"] += int(c["tokens"])
             if pending_rows >= chunk_rows:
@@ -216,6 +217,7 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
         if group.rank == 0:
             report["written"] += committer.commit(pending)
             report["commits"] = committer.commits
+            report["commit_seconds"] = round(committer.commit_seconds, 3)
             report["duplicates_removed"] += committer.duplicates
             report["seconds"] = round(time.perf_counter() - started, 3)
         return group.broadcast(report if group.rank == 0 else None)

@@ -219,6 +219,7 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
         for a in actors:
             ray.kill(a)
     report["commits"] = committer.commits
+    report["commit_seconds"] = round(committer.commit_seconds, 3)
     report["duplicates_removed"] = committer.repaired + committer.duplicates
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
