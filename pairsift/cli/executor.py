@@ -16,7 +16,7 @@ import click
 
 from ..compute.distributed import EXECUTORS
 from ..errors import UsageError
-from .options import F
+from .options import F, config_option
 
 if TYPE_CHECKING:
     from ..compute.distributed.cluster import RayConfig
@@ -63,21 +63,21 @@ class Executor:
 
 
 def executor_options(f: F) -> F:
-    """Add --executor / --ray-address / --workers; the command receives `executor` (an Executor)."""
+    """Add --executor / --ray-address / --workers; the command receives `executor` (an Executor).
 
-    @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+    The Ray options' help and defaults come from :class:`~pairsift.compute.distributed.cluster.RayConfig`.
+    """
+    from ..compute.distributed.cluster import RayConfig
+
+    @click.option("--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
                   help="local: this process (one rank's share under torchrun/accelerate launch); "
                        "ray: a Ray cluster (pip install 'pairsift[distributed]').")
-    @click.option("--ray-address", default=None, metavar="ADDRESS",
-                  help="Ray cluster to join (host:6379 or ray://host:10001); default: $RAY_ADDRESS, "
-                       "else a local cluster on this machine's cores.")
-    @click.option("--workers", type=click.IntRange(min=1), default=None,
-                  help="Ray workers: model actors (default: one per GPU, 1 on CPU) or pair-feature "
-                       "tasks (default: one per CPU).")
+    @config_option(RayConfig, "address", "--ray-address", metavar="ADDRESS")
+    @config_option(RayConfig, "workers", type=click.IntRange(min=1))
     @functools.wraps(f)
-    def wrapper(*args: Any, executor: str, ray_address: str | None, workers: int | None, **kwargs: Any) -> Any:
-        if executor != "ray" and (ray_address or workers):
+    def wrapper(*args: Any, executor: str, address: str | None, workers: int | None, **kwargs: Any) -> Any:
+        if executor != "ray" and (address or workers):
             raise UsageError("--ray-address and --workers need --executor ray")
-        return f(*args, executor=Executor(executor, ray_address, workers), **kwargs)
+        return f(*args, executor=Executor(executor, address, workers), **kwargs)
 
     return wrapper  # type: ignore[return-value]

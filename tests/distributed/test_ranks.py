@@ -41,15 +41,15 @@ def test_two_ranks_equal_one_process(tmp_path, models):
     assert rep["executor"] == "torch.distributed" and rep["workers"] == 2
     assert rep["written"] == rep["rows_total"] == 62 and rep["blank"] == 1
     ref = embed(b, lm, name="e", max_length=40, batch_tokens=200)
-    assert (rep["truncated"], rep["tokens"]) == (ref["truncated"], ref["tokens"])
+    assert (rep["truncated"], rep["tokens"]) == (ref.truncated, ref.tokens)
     assert_same_table(a.scan("embeddings_e").collect(), b.scan("embeddings_e").collect(), "id")
 
-    rep = torchrun("score", "logprobs", "--store", a.uri, "--model", lm, "--as", "ref", "--max-length", "48",
+    rep = torchrun("score", "logprobs", "--store", a.uri, "--model", lm, "--name", "ref", "--max-length", "48",
                    "--batch-tokens", "200", "--chunk-rows", "8")
     ref = score_logprobs(b, lm, name="ref", max_length=48, batch_tokens=200)
     for k in ("written", "empty", "truncated", "prompt_too_long", "tokens"):
-        assert rep[k] == ref[k], k
+        assert rep[k] == getattr(ref, k), k
     assert_same_table(a.scan("logprobs_ref").collect(), b.scan("logprobs_ref").collect(), "response_id")
     # A re-run (any executor) finds the set complete.
-    again = torchrun("score", "logprobs", "--store", a.uri, "--model", lm, "--as", "ref", "--max-length", "48")
+    again = torchrun("score", "logprobs", "--store", a.uri, "--model", lm, "--name", "ref", "--max-length", "48")
     assert again["already_done"] == 62 and again["written"] == 0

@@ -35,9 +35,9 @@ def two_stores(tmp_path, **corpus):
     return a, b
 
 
-def same_counts(ray_report: dict, local_report: dict, keys) -> None:
+def same_counts(ray_report, local_report, keys) -> None:
     for k in keys:
-        assert ray_report[k] == local_report[k], k
+        assert getattr(ray_report, k) == getattr(local_report, k), k
 
 
 def test_embed_on_ray_equals_one_process(tmp_path, ray_address, models):
@@ -47,13 +47,13 @@ def test_embed_on_ray_equals_one_process(tmp_path, ray_address, models):
     rep = embed_ray(a, lm, max_length=40, batch_tokens=200, chunk_rows=10, ray=RayConfig(workers=2, batch_rows=8))
     ref = embed(b, lm, max_length=40, batch_tokens=200)
     same_counts(rep, ref, ("table", "rows_total", "written", "blank", "truncated", "tokens"))
-    assert rep["written"] == 63 and rep["blank"] == 2 and rep["truncated"] > 0
-    assert rep["executor"] == "ray" and rep["workers"] == 2 and rep["commits"] >= 3
-    t = rep["table"]
+    assert rep.written == 63 and rep.blank == 2 and rep.truncated > 0
+    assert rep.executor == "ray" and rep.workers == 2 and rep.commits >= 3
+    t = rep.table
     assert_same_table(a.scan(t).collect(), b.scan(t).collect(), "id")
     # The same provenance: one process resumes the set Ray wrote, and finds nothing to do.
     again = embed(a, lm, max_length=40)
-    assert again["already_done"] == 63 and again["written"] == 0
+    assert again.already_done == 63 and again.written == 0
 
 
 def test_scores_on_ray_equal_one_process(tmp_path, ray_address, models):
@@ -63,7 +63,7 @@ def test_scores_on_ray_equal_one_process(tmp_path, ray_address, models):
     rep = score_logprobs_ray(a, lm, name="ref", max_length=128, batch_tokens=300, chunk_rows=8,
                              ray=RayConfig(workers=1, batch_rows=5))
     ref = score_logprobs(b, lm, name="ref", max_length=128, batch_tokens=300)
-    assert rep["chat_template"] is True
+    assert rep.chat_template is True
     same_counts(rep, ref, ("rows_total", "written", "empty", "truncated", "prompt_too_long", "tokens"))
     assert_same_table(a.scan("logprobs_ref").collect(), b.scan("logprobs_ref").collect(), "response_id")
     # Plain text with a blank response: rewards.
@@ -99,9 +99,9 @@ def test_driver_killed_after_a_commit_resumes_without_duplicates(tmp_path, ray_a
     assert 8 <= before < 103
     rep = score_logprobs_ray(a, lm, name="k", max_length=48, batch_tokens=120, chunk_rows=16,
                              ray=RayConfig(workers=1, batch_rows=8))
-    assert rep["already_done"] == before and rep["written"] == 103 - before
+    assert rep.already_done == before and rep.written == 103 - before
     ref = score_logprobs(b, lm, name="k", max_length=48, batch_tokens=120)
-    assert ref["written"] == 103
+    assert ref.written == 103
     assert_same_table(a.scan("logprobs_k").collect(), b.scan("logprobs_k").collect(), "response_id")
 
 
@@ -112,7 +112,7 @@ from pairsift.compute.distributed.cluster import RayConfig
 from pairsift.compute.distributed.ray_jobs import embed_ray
 rep = embed_ray(open_store({uri!r}), {model!r}, name="same", max_length=40, batch_tokens=150, chunk_rows=4,
                 ray=RayConfig(address={address!r}, workers=1, batch_rows=4))
-print(json.dumps({{k: rep[k] for k in ("written", "duplicates_removed", "commits")}}))
+print(json.dumps({{k: getattr(rep, k) for k in ("written", "duplicates_removed", "commits")}}))
 """
 
 

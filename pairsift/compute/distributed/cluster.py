@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...errors import MissingDependency, UsageError
 
@@ -66,13 +66,14 @@ INSTALL = "Ray is needed for --executor ray: pip install 'pairsift[distributed]'
 
 @dataclass(frozen=True)
 class RayConfig:
-    """How a job runs on Ray (the CLI's ``--ray-address`` and ``--workers``)."""
+    """How a job runs on Ray (field name = option name where the CLI has one)."""
 
-    #: Cluster address (``ray://host:10001`` or ``host:6379``); None: $RAY_ADDRESS, else local.
-    address: str | None = None
-    #: Model actors (embed/score) or concurrent range tasks (pairs). None: one per GPU, else 1
-    #: model actor on CPU; pairs: one task per CPU.
-    workers: int | None = None
+    address: str | None = field(default=None, metadata={
+        "help": "Ray cluster to join (host:6379 or ray://host:10001); default: $RAY_ADDRESS, else a local "
+                "cluster on this machine's cores."})
+    workers: int | None = field(default=None, metadata={
+        "help": "Ray workers: model actors (default: one per GPU, else 1 using every core) or pair-feature "
+                "tasks (default: one per CPU)."})
     #: Rows per actor call, which is also the rows of each fragment it writes.
     batch_rows: int = BATCH_ROWS
     #: CPUs Ray reserves per worker (None: 0.5 for CPU actors, 1 for GPU actors and pair tasks).
@@ -82,7 +83,7 @@ class RayConfig:
     #: CPUs of a local cluster started here (None: all cores). Ignored when joining a cluster.
     num_cpus: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers {self.workers}: give at least 1")
         if self.batch_rows < 1:

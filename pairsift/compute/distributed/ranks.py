@@ -27,15 +27,26 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from ...errors import PairsiftError, UsageError
 from .. import sets
+from ..config import DEFAULTS
 from ..models import MINILM, default_set_name
 from .commit import FragmentCommitter, Staged, write_staged
-from .workers import JobSpec, prompts_table
+from .report import (
+    REPORTS,
+    ScaledEmbedReport,
+    ScaledLogprobsReport,
+    ScaledRewardsReport,
+)
+from .workers import PREFIX, JobSpec, nothing_left, prompts_table
+
+if TYPE_CHECKING:
+    from ...store import Store
 
 
 def launched() -> bool:
@@ -50,11 +61,12 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def embed_ranks(store, model: str | None = None, target: str = "responses", name: str | None = None,
-                device: str | None = None, dtype: str | None = None, max_length: int | None = None,
-                batch_tokens: int | None = None, pooling: str | None = None, append_eos: bool = False,
-                chunk_rows: int = 4096, window_rows: int = 65_536,
-                progress: Callable[[int, int], None] | None = None) -> dict:
+def embed_ranks(store: Store, model: str | None = None, target: str = "responses", name: str | None = None,
+                device: str | None = DEFAULTS.device, dtype: str | None = DEFAULTS.dtype,
+                max_length: int | None = None, batch_tokens: int | None = DEFAULTS.batch_tokens,
+                pooling: str | None = None, append_eos: bool = False, chunk_rows: int = DEFAULTS.chunk_rows,
+                window_rows: int = DEFAULTS.window_rows,
+                progress: Callable[[int, int], None] | None = None) -> ScaledEmbedReport:
     """:func:`pairsift.compute.embed.embed` as one rank of torchrun / accelerate launch."""
     if target not in ("responses", "prompts"):
         raise UsageError(f"--target {target!r}: use 'responses' or 'prompts'")
@@ -69,37 +81,38 @@ def embed_ranks(store, model: str | None = None, target: str = "responses", name
     store.table(target)
     spec = JobSpec("embed", model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length, target=target,
                    pooling=pooling, append_eos=append_eos)
-    return _run(store, spec, f"embeddings_{name}", "--name", device, chunk_rows, window_rows, progress,
-                {"target": target, "blank": 0, "truncated": 0})
+    return _run(store, spec, name, device, chunk_rows, window_rows, progress)
 
 
-def score_logprobs_ranks(store, model: str, name: str | None = None, device: str | None = None,
-                         dtype: str | None = None, max_length: int = 1024, batch_tokens: int | None = None,
-                         chat_template: bool | None = None, chunk_rows: int = 4096, window_rows: int = 65_536,
-                         progress: Callable[[int, int], None] | None = None) -> dict:
+def score_logprobs_ranks(store: Store, model: str, name: str | None = None, device: str | None = DEFAULTS.device,
+                         dtype: str | None = DEFAULTS.dtype, max_length: int | None = None,
+                         batch_tokens: int | None = DEFAULTS.batch_tokens, chat_template: bool | None = None,
+                         chunk_rows: int = DEFAULTS.chunk_rows, window_rows: int = DEFAULTS.window_rows,
+                         progress: Callable[[int, int], None] | None = None) -> ScaledLogprobsReport:
     """:func:`pairsift.compute.score.score_logprobs` as one rank of torchrun / accelerate launch."""
     from ..score import has_messages
 
-    name = sets.check_name(name or default_set_name(model), "--as")
+    name = sets.check_name(name or default_set_name(model))
     store.table("responses"), store.table("prompts")
     spec = JobSpec("logprobs", model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                    chat_template=chat_template, has_messages=has_messages(store))
-    return _run(store, spec, f"logprobs_{name}", "--as", device, chunk_rows, window_rows, progress,
-                {"empty": 0, "truncated": 0, "prompt_too_long": 0})
+    return _run(store, spec, name, device, chunk_rows, window_rows, progress)
 
 
-def score_rewards_ranks(store, model: str, name: str | None = None, device: str | None = None,
-                        dtype: str | None = None, max_length: int | None = None, batch_tokens: int | None = None,
-                        chat_template: bool | None = None, label: int = 0, chunk_rows: int = 4096,
-                        window_rows: int = 65_536, progress: Callable[[int, int], None] | None = None) -> dict:
+def score_rewards_ranks(store: Store, model: str, name: str | None = None, device: str | None = DEFAULTS.device,
+                        dtype: str | None = DEFAULTS.dtype, max_length: int | None = None,
+                        batch_tokens: int | None = DEFAULTS.batch_tokens, chat_template: bool | None = None,
+                        label: int = 0, chunk_rows: int = DEFAULTS.chunk_rows,
+                        window_rows: int = DEFAULTS.window_rows,
+                        progress: Callable[[int, int], None] | None = None) -> ScaledRewardsReport:
     """:func:`pairsift.compute.score.score_rewards` as one rank of torchrun / accelerate launch."""
     from ..score import has_messages
 
-    name = sets.check_name(name or default_set_name(model), "--as")
+    name = sets.check_name(name or default_set_name(model))
     store.table("responses"), store.table("prompts")
     spec = JobSpec("reward", model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                    chat_template=chat_template, has_messages=has_messages(store), label=label)
-    return _run(store, spec, f"rewards_{name}", "--as", device, chunk_rows, window_rows, progress, {"truncated": 0})
+    return _run(store, spec, name, device, chunk_rows, window_rows, progress)
 
 
 class _Group:
@@ -147,22 +160,34 @@ def _device(device: str | None) -> tuple[str, bool]:
     return f"cuda:{local}", True
 
 
-def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None, chunk_rows: int,
-         window_rows: int, progress, counted: dict) -> dict:
+def _run(store: Store, spec: JobSpec, name: str, device: str | None, chunk_rows: int, window_rows: int,
+         progress: Callable[[int, int], None] | None) -> Any:
     from ...store.ids import id_keys
 
     started = time.perf_counter()
     device, cuda = _device(device)
+    cls = REPORTS[spec.kind]
+    table_name = f"{PREFIX[spec.kind]}_{name}"
+    common = {"executor": "torch.distributed", "device": device, **({"target": spec.target} if spec.kind == "embed"
+                                                                     else {})}
+    spec = spec.on(device)
+    stored = nothing_left(store, spec, name, device)  # every rank sees the same answer
+    if stored is not None:
+        prov, rows = stored
+        extra = {k: prov.get(k) for k in ("chat_template", "max_length") if k in cls.__dataclass_fields__}
+        return cls(table=table_name, model=prov.get("model"), rows_total=rows, already_done=rows, model_loaded=False,
+                   provenance=prov, seconds=round(time.perf_counter() - started, 3),
+                   workers=int(os.environ.get("WORLD_SIZE", "1")), **common, **extra)
     group = _Group(cuda)
     try:
-        spec = spec.on(device)
+        t_load = time.perf_counter()
         worker = spec.build(prompts_table(store) if spec.needs_prompts else None)
         info = worker.info()
         # Rank 0 creates or checks the set and pins the versions; a refusal reaches every rank.
         state = None
         if group.rank == 0:
             try:
-                table = sets.open_set(store, table_name, info["schema"], option)
+                table = sets.open_set(store, table_name, info["schema"])
                 committer = FragmentCommitter(store.table_uri(table_name), spec.output_key, store.storage_options)
                 state = {"schema": table.schema, "out_version": committer.version,
                          "in_version": store.dataset(spec.input_table).version, "repaired": committer.repaired}
@@ -171,6 +196,7 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
         state = group.broadcast(state)
         if "error" in state:
             raise state["error"]
+        load_seconds = time.perf_counter() - t_load
         done_col = store.dataset(table_name, state["out_version"]).to_table(columns=[spec.output_key]).column(0)
         done = np.unique(id_keys(done_col)) if len(done_col) else np.empty(0, np.uint64)
         source = store.dataset(spec.input_table, state["in_version"])
@@ -183,13 +209,14 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
             mine_total += int((fresh & (keys % np.uint64(group.world) == group.rank)).sum())
         totals = group.gather(mine_total)
         total = sum(totals) if group.rank == 0 else 0
-        report = {"table": table_name, "model": info["provenance"].get("model"), "rows_total": 0,
-                  "already_done": already, "written": 0, **counted, "tokens": 0, "provenance": info["provenance"],
-                  **({"chat_template": info["chat_template"]} if "chat_template" in info else {}),
-                  "executor": "torch.distributed", "workers": group.world, "device": device, "commits": 0,
-                  "duplicates_removed": state["repaired"]}
-        report["rows_total"] = total + already
-        numbers = [k for k, v in counted.items() if isinstance(v, int)]
+        prov = info["provenance"]
+        extra = {}
+        if "chat_template" in cls.__dataclass_fields__:
+            extra = {"chat_template": info.get("chat_template"), "max_length": int(info["max_length"])}
+        report = cls(table=table_name, model=prov.get("model"), rows_total=total + already, already_done=already,
+                     provenance=prov, workers=group.world, model_load_seconds=round(load_seconds, 3), **common,
+                     **extra)
+        counted = [k for k in ("blank", "truncated", "empty", "prompt_too_long") if hasattr(report, k)]
         pending: list[Staged] = []
         pending_rows = done_rows = 0
         for batch in source.to_batches(columns=spec.input_columns, batch_size=window_rows):
@@ -206,20 +233,25 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
                     pending.append(s)
                     pending_rows += s.rows
                 done_rows += n
-                for k in numbers:
-                    report[k] += int(c.get(k, 0))
-                report["tokens"] += int(c["tokens"])
+                for k in counted:
+                    setattr(report, k, getattr(report, k) + int(c.get(k, 0)))
+                report.tokens += int(c["tokens"])
+                report.padded_tokens += int(c.get("padded_tokens", 0))
+                report.compute_seconds += c["compute_seconds"]
+            if report.first_result_seconds is None and done_rows:
+                report.first_result_seconds = round(time.perf_counter() - started, 3)
             if pending_rows >= chunk_rows:
-                report["written"] += committer.commit(pending)
+                report.written += committer.commit(pending)
                 pending, pending_rows = [], 0
             if progress:
                 progress(done_rows, total)
         if group.rank == 0:
-            report["written"] += committer.commit(pending)
-            report["commits"] = committer.commits
-            report["commit_seconds"] = round(committer.commit_seconds, 3)
-            report["duplicates_removed"] += committer.duplicates
-            report["seconds"] = round(time.perf_counter() - started, 3)
+            report.written += committer.commit(pending)
+            report.commits = committer.commits
+            report.commit_seconds = round(committer.commit_seconds, 3)
+            report.duplicates_removed = state["repaired"] + committer.duplicates
+            report.compute_seconds = round(report.compute_seconds, 3)
+            report.seconds = round(time.perf_counter() - started, 3)
         return group.broadcast(report if group.rank == 0 else None)
     finally:
         group.close()

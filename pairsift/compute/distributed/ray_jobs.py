@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...errors import PairsiftError, UsageError
 from .. import sets
+from ..config import DEFAULTS
 from ..models import MINILM, default_set_name
 from .cluster import (
-    Placement,
     RayConfig,
     connect,
     place_models,
@@ -48,25 +49,34 @@ from .cluster import (
     root_cause,
 )
 from .commit import FragmentCommitter, Staged
-from .workers import JobSpec, prompts_table
+from .report import (
+    REPORTS,
+    ScaledEmbedReport,
+    ScaledLogprobsReport,
+    ScaledRewardsReport,
+)
+from .workers import PREFIX, JobSpec, nothing_left, prompts_table
+
+if TYPE_CHECKING:
+    from ...store import Store
 
 
 def embed_ray(
-    store,
+    store: Store,
     model: str | None = None,
     target: str = "responses",
     name: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
+    device: str | None = DEFAULTS.device,
+    dtype: str | None = DEFAULTS.dtype,
     max_length: int | None = None,
-    batch_tokens: int | None = None,
+    batch_tokens: int | None = DEFAULTS.batch_tokens,
     pooling: str | None = None,
     append_eos: bool = False,
-    chunk_rows: int = 4096,
+    chunk_rows: int = DEFAULTS.chunk_rows,
     ray: RayConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """:func:`pairsift.compute.embed.embed` on a Ray cluster: same set, same rows, same report keys."""
+) -> ScaledEmbedReport:
+    """:func:`pairsift.compute.embed.embed` on a Ray cluster: the same set, rows and report fields."""
     if target not in ("responses", "prompts"):
         raise UsageError(f"--target {target!r}: use 'responses' or 'prompts'")
     if model is None:
@@ -80,57 +90,54 @@ def embed_ray(
     store.table(target)
     spec = JobSpec("embed", model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length, target=target,
                    pooling=pooling, append_eos=append_eos)
-    report = {"target": target, "blank": 0, "truncated": 0}
-    return _run(store, spec, f"embeddings_{name}", "--name", device, chunk_rows, ray, progress, report)
+    return _run(store, spec, name, device, chunk_rows, ray, progress)
 
 
 def score_logprobs_ray(
-    store,
+    store: Store,
     model: str,
     name: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    max_length: int = 1024,
-    batch_tokens: int | None = None,
+    device: str | None = DEFAULTS.device,
+    dtype: str | None = DEFAULTS.dtype,
+    max_length: int | None = None,
+    batch_tokens: int | None = DEFAULTS.batch_tokens,
     chat_template: bool | None = None,
-    chunk_rows: int = 4096,
+    chunk_rows: int = DEFAULTS.chunk_rows,
     ray: RayConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
+) -> ScaledLogprobsReport:
     """:func:`pairsift.compute.score.score_logprobs` on a Ray cluster."""
     from ..score import has_messages
 
-    name = sets.check_name(name or default_set_name(model), "--as")
+    name = sets.check_name(name or default_set_name(model))
     store.table("responses"), store.table("prompts")
     spec = JobSpec("logprobs", model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                    chat_template=chat_template, has_messages=has_messages(store))
-    report = {"empty": 0, "truncated": 0, "prompt_too_long": 0}
-    return _run(store, spec, f"logprobs_{name}", "--as", device, chunk_rows, ray, progress, report)
+    return _run(store, spec, name, device, chunk_rows, ray, progress)
 
 
 def score_rewards_ray(
-    store,
+    store: Store,
     model: str,
     name: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
+    device: str | None = DEFAULTS.device,
+    dtype: str | None = DEFAULTS.dtype,
     max_length: int | None = None,
-    batch_tokens: int | None = None,
+    batch_tokens: int | None = DEFAULTS.batch_tokens,
     chat_template: bool | None = None,
     label: int = 0,
-    chunk_rows: int = 4096,
+    chunk_rows: int = DEFAULTS.chunk_rows,
     ray: RayConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
+) -> ScaledRewardsReport:
     """:func:`pairsift.compute.score.score_rewards` on a Ray cluster."""
     from ..score import has_messages
 
-    name = sets.check_name(name or default_set_name(model), "--as")
+    name = sets.check_name(name or default_set_name(model))
     store.table("responses"), store.table("prompts")
     spec = JobSpec("reward", model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                    chat_template=chat_template, has_messages=has_messages(store), label=label)
-    report = {"truncated": 0}
-    return _run(store, spec, f"rewards_{name}", "--as", device, chunk_rows, ray, progress, report)
+    return _run(store, spec, name, device, chunk_rows, ray, progress)
 
 
 # ---- the driver ----------------------------------------------------------------------------------
@@ -177,14 +184,27 @@ class _ModelActor:
             yield staged.to_wire(), batch.num_rows, counts
 
 
-def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None, chunk_rows: int,
-         config: RayConfig | None, progress, report: dict) -> dict:
+def _run(store: Store, spec: JobSpec, name: str, device: str | None, chunk_rows: int,
+         config: RayConfig | None, progress: Callable[[int, int], None] | None) -> Any:
     started = time.perf_counter()
     ray = require_ray()
     config = config or RayConfig()
     conn = connect(config, store.storage_options)
     place = place_models(config, device)
     spec = spec.on(place.device)
+    table_name = f"{PREFIX[spec.kind]}_{name}"
+    cls = REPORTS[spec.kind]
+    common = {"workers": place.workers, "device": place.device, "threads_per_worker": place.threads,
+              "startup_seconds": round(conn.seconds, 3), "cluster": conn.address}
+    if spec.kind == "embed":
+        common["target"] = spec.target
+    done_already = nothing_left(store, spec, name, place.device)
+    if done_already is not None:  # nothing to compute: no actor is started, no weight loaded
+        stored, rows = done_already
+        extra = {k: stored.get(k) for k in ("chat_template", "max_length") if k in cls.__dataclass_fields__}
+        return cls(table=table_name, model=stored.get("model"), rows_total=rows, already_done=rows,
+                   model_loaded=False, provenance=stored, seconds=round(time.perf_counter() - started, 3),
+                   **common, **extra)
     remote = {**place.remote_args(), **({"runtime_env": conn.task_env} if conn.task_env else {})}
     prompts = [ray.put(prompts_table(store)) if spec.needs_prompts else None]
     # The actors start loading the model at once; the first one's answer is the job's check of
@@ -197,31 +217,27 @@ def _run(store, spec: JobSpec, table_name: str, option: str, device: str | None,
             info = ray.get(actors[0].info.remote())
         except Exception as e:  # noqa: BLE001 - Ray wraps the worker's error; a PairsiftError stays one line
             _reraise(e)
-        load_seconds = time.perf_counter() - t_load
-        table = sets.open_set(store, table_name, info["schema"], option)
+        table = sets.open_set(store, table_name, info["schema"])
         committer = FragmentCommitter(store.table_uri(table_name), spec.output_key, store.storage_options)
         done = committer.done_keys()
         source = store.dataset(spec.input_table)
         total, already = _pending(source, spec.input_key, done)
         prov = info["provenance"]
-        report = {
-            "table": table_name, "model": prov.get("model"), "rows_total": total + already, "already_done": already,
-            "written": 0, **report, "tokens": 0, "provenance": prov,
-            **({"chat_template": info["chat_template"]} if "chat_template" in info else {}),
-            "executor": "ray", "workers": place.workers, "device": place.device, "threads_per_worker": place.threads,
-            "commits": 0, "duplicates_removed": committer.repaired, "startup_seconds": round(conn.seconds, 3),
-            "model_load_seconds": round(load_seconds, 3), "cluster": conn.address,
-        }
+        extra = {}
+        if "chat_template" in cls.__dataclass_fields__:
+            extra = {"chat_template": info.get("chat_template"), "max_length": int(info["max_length"])}
+        report = cls(table=table_name, model=prov.get("model"), rows_total=total + already, already_done=already,
+                     provenance=prov, model_load_seconds=round(time.perf_counter() - t_load, 3), **common, **extra)
         if total:
-            _stream(store, spec, table, committer, actors, source.version, done, config, chunk_rows, progress, total,
-                    report, started)
+            _stream(store, spec, table, committer, actors, source.version, done, config, chunk_rows, progress,
+                    total, report, started)
     finally:
         for a in actors:
             ray.kill(a)
-    report["commits"] = committer.commits
-    report["commit_seconds"] = round(committer.commit_seconds, 3)
-    report["duplicates_removed"] = committer.repaired + committer.duplicates
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    report.commits = committer.commits
+    report.commit_seconds = round(committer.commit_seconds, 3)
+    report.duplicates_removed = committer.repaired + committer.duplicates
+    report.seconds = round(time.perf_counter() - started, 3)
     return report
 
 
@@ -242,8 +258,9 @@ def _pending(source, key: str, done: np.ndarray) -> tuple[int, int]:
     return total, already
 
 
-def _stream(store, spec, table, committer, actors: list, version: int, done, config: RayConfig, chunk_rows: int,
-            progress, total: int, report: dict, started: float) -> None:
+def _stream(store: Store, spec: JobSpec, table: Any, committer: FragmentCommitter, actors: list, version: int,
+            done: np.ndarray, config: RayConfig, chunk_rows: int, progress: Callable[[int, int], None] | None,
+            total: int, report: Any, started: float) -> None:
     ray = require_ray()  # with ray.data
     # Ray Data reads the input at the pinned version, only the job's columns; each actor pulls
     # blocks from its own split as it is ready for more (no shuffle, no driver in the data path).
@@ -258,10 +275,9 @@ def _stream(store, spec, table, committer, actors: list, version: int, done, con
                                                       spec.output_key, spec.input_key, done_ref, config.batch_rows)
         for a, shard in zip(actors, shards)
     ]
-    counted = [k for k in report if k in ("blank", "truncated", "empty", "prompt_too_long")] + ["tokens"]
+    counted = [k for k in ("blank", "truncated", "empty", "prompt_too_long") if hasattr(report, k)]
     pending: list[Staged] = []
     pending_rows = seen = 0
-    compute = 0.0
     try:
         while live:
             ready, _ = ray.wait(live, num_returns=1)
@@ -270,17 +286,20 @@ def _stream(store, spec, table, committer, actors: list, version: int, done, con
             except StopIteration:
                 live.remove(ready[0])
                 continue
-            report.setdefault("first_result_seconds", round(time.perf_counter() - started, 3))
+            if report.first_result_seconds is None:
+                report.first_result_seconds = round(time.perf_counter() - started, 3)
             staged = Staged.from_wire(*wire)
             if staged.rows:
                 pending.append(staged)
                 pending_rows += staged.rows
             for k in counted:
-                report[k] += int(counts[k])
-            compute += counts["compute_seconds"]
+                setattr(report, k, getattr(report, k) + int(counts.get(k, 0)))
+            report.tokens += int(counts["tokens"])
+            report.padded_tokens += int(counts.get("padded_tokens", 0))
+            report.compute_seconds += counts["compute_seconds"]
             seen += n
             if pending_rows >= chunk_rows:
-                report["written"] += committer.commit(pending)
+                report.written += committer.commit(pending)
                 pending, pending_rows = [], 0
             if progress:
                 progress(min(seen, total), total)
@@ -288,8 +307,8 @@ def _stream(store, spec, table, committer, actors: list, version: int, done, con
         raise
     except Exception as e:  # noqa: BLE001 - Ray wraps the worker's error; a PairsiftError stays one line
         _reraise(e)
-    report["written"] += committer.commit(pending)
-    report["compute_seconds"] = round(compute, 3)
+    report.written += committer.commit(pending)
+    report.compute_seconds = round(report.compute_seconds, 3)
 
 
 def _reraise(error: BaseException):

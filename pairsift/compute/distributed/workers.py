@@ -25,6 +25,8 @@ import pyarrow as pa
 
 from ...errors import UsageError
 from ...store.schema import embeddings_schema, logprobs_schema, rewards_schema
+from .. import sets
+from ..config import DEFAULTS
 
 KINDS = ("embed", "logprobs", "reward")
 
@@ -79,14 +81,15 @@ class JobSpec:
         """Load the model here and return the worker (`prompts`: prompt_id, prompt_text, prompt_messages)."""
         import torch
 
-        from ..models import load
+        from ..models import inspect_model, load
 
         if threads:
             torch.set_num_threads(threads)
         kind = {"embed": "embed", "logprobs": "causal_lm", "reward": "reward"}[self.kind]
-        loaded = load(self.model, kind, self.device, self.dtype)
+        files = inspect_model(self.model)  # as the single-process jobs do: limits read from the files
+        loaded = load(self.model, kind, self.device, self.dtype, files=files)
         cls = {"embed": EmbedWorker, "logprobs": LogprobWorker, "reward": RewardWorker}[self.kind]
-        return cls(self, loaded, prompts)
+        return cls(self, loaded, files, prompts)
 
 
 class _Worker:
@@ -106,15 +109,16 @@ class _Worker:
 
     def info(self) -> dict:
         """What the driver needs before any row is computed: the set's provenance and schema."""
-        return {"provenance": self.provenance, "schema": self.schema}
+        return {"provenance": self.provenance, "schema": self.schema, "max_length": self.max_length}
 
     def run(self, batch: pa.Table) -> tuple[pa.Table, dict]:
         """Output rows for a batch of input rows, and the counts of the run report."""
         t0 = time.perf_counter()
-        tokens0 = self.engine.tokens
+        tokens0, padded0 = self.engine.tokens, self.engine.padded_tokens
         counts = dict.fromkeys(self.counts, 0)
         parts = list(self._rows(pl.from_arrow(batch), counts)) if batch.num_rows else []
         counts["tokens"] = self.engine.tokens - tokens0
+        counts["padded_tokens"] = self.engine.padded_tokens - padded0
         counts["compute_seconds"] = time.perf_counter() - t0
         table = pa.concat_tables(parts).combine_chunks() if parts else self.schema.empty_table()
         return table, counts
@@ -128,13 +132,16 @@ class EmbedWorker(_Worker):
 
     counts = ("blank", "truncated")
 
-    def __init__(self, spec: JobSpec, loaded, prompts=None):
+    def __init__(self, spec: JobSpec, loaded, files, prompts=None):
+        from ..config import EMBED_MAX_LENGTH
         from ..embed import embedding_provenance, pool_forward
+        from ..models import max_length_for
 
         super().__init__(spec, loaded)
-        self.provenance = embedding_provenance(loaded, spec.target, spec.pooling, spec.max_length, spec.append_eos)
+        self.max_length = max_length_for(spec.max_length, files.context_length,
+                                         files.native_max_length or EMBED_MAX_LENGTH)
+        self.provenance = embedding_provenance(loaded, spec.target, spec.pooling, self.max_length, spec.append_eos)
         self.dim = self.provenance["dim"]
-        self.max_length = self.provenance["max_length"]
         self.schema = embeddings_schema(self.dim, self.provenance)
         self.forward = pool_forward(loaded.model, self.provenance["pooling"])
 
@@ -184,11 +191,13 @@ class LogprobWorker(_ScoreWorker):
 
     counts = ("empty", "truncated", "prompt_too_long")
 
-    def __init__(self, spec: JobSpec, loaded, prompts: pa.Table | None):
-        from ..score import TRL_MAX_LENGTH, logprob_forward, logprobs_provenance
+    def __init__(self, spec: JobSpec, loaded, files, prompts: pa.Table | None):
+        from ..config import TRL_MAX_LENGTH
+        from ..models import max_length_for
+        from ..score import logprob_forward, logprobs_provenance
 
         super().__init__(spec, loaded, prompts)
-        self.max_length = int(spec.max_length or TRL_MAX_LENGTH)
+        self.max_length = max_length_for(spec.max_length, files.context_length, TRL_MAX_LENGTH)
         self.provenance = logprobs_provenance(loaded, self.chat, self.max_length)
         self.schema = logprobs_schema(self.provenance)
         self.forward = logprob_forward(loaded.model)
@@ -239,12 +248,15 @@ class RewardWorker(_ScoreWorker):
 
     counts = ("truncated",)
 
-    def __init__(self, spec: JobSpec, loaded, prompts: pa.Table | None):
-        from ..score import reward_forward, rewards_provenance
+    def __init__(self, spec: JobSpec, loaded, files, prompts: pa.Table | None):
+        from ..config import REWARD_MAX_LENGTH
+        from ..models import max_length_for
+        from ..score import check_label, reward_forward, rewards_provenance
 
+        check_label(loaded, spec.label)
         super().__init__(spec, loaded, prompts)
-        self.provenance = rewards_provenance(loaded, self.chat, spec.label, spec.max_length)
-        self.max_length = self.provenance["max_length"]
+        self.max_length = max_length_for(spec.max_length, files.context_length, REWARD_MAX_LENGTH)
+        self.provenance = rewards_provenance(loaded, self.chat, spec.label, self.max_length)
         self.schema = rewards_schema(self.provenance)
         self.forward = reward_forward(loaded.model, spec.label)
 
@@ -278,3 +290,37 @@ def prompts_table(store) -> pa.Table:
     from ..score import _prompts
 
     return _prompts(store).to_arrow()
+
+
+#: Output table prefix of each job kind.
+PREFIX = {"embed": "embeddings", "logprobs": "logprobs", "reward": "rewards"}
+
+
+def nothing_left(store, spec: JobSpec, name: str, device: str) -> tuple[dict, int] | None:
+    """(stored provenance, rows) when the set already holds every input row and the model files
+    match it (checked without loading a weight, as the single-process jobs do); else None."""
+    from ..models import inspect_model, max_length_for
+
+    table = f"{PREFIX[spec.kind]}_{name}"
+    if not store.has_table(table):
+        return None
+    todo = sets.Pending(store, spec.input_table, [spec.input_key], spec.input_key, table, spec.output_key)
+    if todo.total:
+        return None
+    files = inspect_model(spec.model)
+    if spec.kind == "embed":
+        from ..config import EMBED_MAX_LENGTH
+        from ..embed import _expected
+
+        max_length = max_length_for(spec.max_length, files.context_length, files.native_max_length or EMBED_MAX_LENGTH)
+        expected = _expected(spec.model, files, spec.target, device, spec.dtype, max_length, spec.pooling,
+                             spec.append_eos)
+        return sets.check_unchanged(store, table, expected), todo.already
+    from ..config import REWARD_MAX_LENGTH, TRL_MAX_LENGTH
+    from ..score import _plan
+
+    cap, expected = ((TRL_MAX_LENGTH, {"kind": "logprobs", "chat_template": spec.chat_template})
+                     if spec.kind == "logprobs" else (REWARD_MAX_LENGTH, {"kind": "reward", "label": spec.label}))
+    plan = _plan(store, spec.model, name, PREFIX[spec.kind], spec.max_length, cap, expected, device, spec.dtype,
+                 DEFAULTS.window_rows)
+    return (plan.stored, todo.already) if plan.stored is not None else None
