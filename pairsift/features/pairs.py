@@ -141,22 +141,23 @@ def _blocks(resp: pl.DataFrame, block_rows: int, block_pairs: int) -> Iterator[p
 # ---- labels --------------------------------------------------------------------------------------
 
 
-def _labels(store: Store, version: int | None, where: pl.Expr | None = None) -> pl.DataFrame:
+def _labels(store: Store, version: int | None) -> pl.DataFrame:
     """The dataset's labelled pairs as (a_id, b_id, prompt_id, label, label_source), label = +1 if a chosen.
 
     A pair labelled both ways (two datasets disagree) gets a null label and label_source "conflict".
-    `where` (pushed into Lance) restricts the pairs read, e.g. to a range of prompts.
     """
+    if version is None:
+        return _label_pairs(None)
+    return _label_pairs(store.scan("pairs", version).select("prompt_id", "chosen_id", "rejected_id", "label_source")
+                        .collect())
+
+
+def _label_pairs(p: pl.DataFrame | None) -> pl.DataFrame:
+    """:func:`_labels` of rows of the `pairs` table (prompt_id, chosen_id, rejected_id, label_source)."""
     empty = pl.DataFrame(
         schema={"a_id": pl.String, "b_id": pl.String, "prompt_id": pl.String, "label": pl.Int8, "label_source": pl.String}
     )
-    if version is None:
-        return empty
-    lf = store.scan("pairs", version)
-    if where is not None:
-        lf = lf.filter(where)
-    p = lf.select("prompt_id", "chosen_id", "rejected_id", "label_source").collect()
-    if p.height == 0:
+    if p is None or p.height == 0:
         return empty
     p = p.with_columns(
         pl.min_horizontal("chosen_id", "rejected_id").alias("a_id"),

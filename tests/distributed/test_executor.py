@@ -60,18 +60,25 @@ def test_help_does_not_import_ray():
     assert out.stdout.split() == ["False", "False"], out.stderr
 
 
-def test_prompt_key_ranges_cover_the_key_space():
-    from pairsift.features.ray_pairs import _bounds, _range_filter
+def test_parts_hold_whole_prompts_in_storage_order():
+    import numpy as np
 
-    edges = _bounds(7)
-    assert edges[0] is None and edges[-1] is None and len(edges) == 8
-    inner = [int(e, 16) for e in edges[1:-1]]
-    assert inner == sorted(inner) and all(len(e) == 16 for e in edges[1:-1])
-    assert _bounds(1) == [None, None]
-    # A 32-hex id compares with a 16-hex bound like its 64-bit key does.
-    sql, expr = _range_filter("8000000000000000", None)
-    assert sql == "prompt_id >= '8000000000000000'"
-    import polars as pl
+    from pairsift.features.ray_pairs import _assign
 
-    ids = pl.DataFrame({"prompt_id": ["7fffffffffffffff" + "f" * 16, "8000000000000000" + "0" * 16]})
-    assert ids.filter(expr)["prompt_id"].to_list() == ["8000000000000000" + "0" * 16]
+    rng = np.random.default_rng(0)
+    ks = rng.integers(1, 7, size=300)
+    pk = np.repeat(rng.permutation(np.arange(300, dtype=np.uint64) * 7919), ks)  # prompt keys, not sorted
+    off = np.arange(len(pk), dtype=np.int64)  # stored in this order
+    off[rng.random(len(pk)) < 0.05] = -1  # some responses have no vector
+    part = _assign(pk, off, 4)
+    assert set(part) == {0, 1, 2, 3}
+    for p in np.unique(pk):  # a prompt never spans two parts
+        assert len(set(part[pk == p])) == 1
+    # parts follow storage order: a part's prompts sit before the next part's
+    first = {p: off[(pk == p) & (off >= 0)].min() for p in np.unique(pk) if (off[(pk == p)] >= 0).any()}
+    by_part = [max(v for p, v in first.items() if part[pk == p][0] == q) for q in range(4)]
+    assert by_part == sorted(by_part)
+    cost = np.array([sum(k + k * (k - 1) // 2 for k in np.unique(pk[part == q], return_counts=True)[1])
+                     for q in range(4)])
+    assert cost.max() < 1.2 * cost.mean()  # about equal work
+    assert len(_assign(np.empty(0, np.uint64), np.empty(0, np.int64), 3)) == 0
