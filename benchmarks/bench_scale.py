@@ -132,8 +132,8 @@ def bench_embed(args) -> dict:
     def local(tag):
         path = fresh_copy(subset, f"embed-{tag}")
         clock = Clock()
-        rep = embed(open_store(path), MINILM, name="minilm", device="cpu", progress=clock)
-        res = {"run": tag, **clock.result(rep["written"]), "tokens": rep["tokens"], "load": load()}
+        rep = embed(open_store(path), MINILM, name="minilm", device=args.device, progress=clock)
+        res = {"run": tag, **clock.result(rep.written), "tokens": rep.tokens, "load": load()}
         runs.append(res)
         print(json.dumps(res), flush=True)
         return path
@@ -150,13 +150,13 @@ def bench_embed(args) -> dict:
         path = fresh_copy(subset, f"embed-{tag}")
         clock = Clock()
         cfg = RayConfig(workers=workers, batch_rows=args.batch_rows)
-        rep = embed_ray(open_store(path), MINILM, name="minilm", device="cpu", chunk_rows=args.batch_rows,
+        rep = embed_ray(open_store(path), MINILM, name="minilm", device=args.device, chunk_rows=args.batch_rows,
                         ray=cfg, progress=clock)
         ids, vecs = vectors(path)
         same = bool(ids.equals(ref_ids))
-        res = {"run": tag, **clock.result(rep["written"], workers), "tokens": rep["tokens"],
-               "threads_per_worker": rep["threads_per_worker"], "model_load_s": rep["model_load_seconds"],
-               "commits": rep["commits"], "commit_s": rep["commit_seconds"], "same_ids": same,
+        res = {"run": tag, **clock.result(rep.written, workers), "tokens": rep.tokens,
+               "threads_per_worker": rep.threads_per_worker, "model_load_s": rep.model_load_seconds,
+               "commits": rep.commits, "commit_s": rep.commit_seconds, "same_ids": same,
                "max_abs_diff": float(np.abs(vecs - ref_vecs).max()) if same else None, "load": load()}
         runs.append(res)
         print(json.dumps(res), flush=True)
@@ -255,6 +255,7 @@ def main() -> None:
     ap.add_argument("what", choices=["embed", "pairs"])
     ap.add_argument("--out", default="bench-out/scale")
     ap.add_argument("--responses", type=int, default=8000, help="embed: AlpacaEval responses (a prefix)")
+    ap.add_argument("--device", default="cpu", help="embed: cpu, or cuda (one Ray actor per GPU)")
     ap.add_argument("--batch-rows", type=int, default=256, help="embed: rows per Ray batch (= per fragment, commit)")
     ap.add_argument("--repeats", type=int, default=2, help="rounds of (Ray 1 worker, Ray 2 workers, single process)")
     ap.add_argument("--prompts", type=int, default=166_667, help="pairs: synthetic prompts (x4 responses, 6 pairs each)")
