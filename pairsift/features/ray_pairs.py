@@ -15,7 +15,7 @@ response per set).
 
 Each task then runs the single-process maths unchanged (:func:`pairsift.features.kernels.block_table`
 over blocks of whole prompts in storage order, exactly as :func:`pairsift.features.pairs.build_pairs`),
-so the rows are the same. Memory per task is bounded by its part's small columns (``range_rows``
+so the rows are the same. Memory per task is bounded by its part's small columns (``part_rows``
 responses, ~100 bytes each) plus one block (``block_rows`` / ``block_pairs``), whatever the corpus
 size; the driver holds ~40 bytes per response plus the index. Tasks write Lance fragments; the
 driver makes them visible in **one Append commit** at the version its anti-join read
@@ -63,7 +63,7 @@ from .pairs import (
 )
 
 #: Responses per task (their small columns, ~100 bytes each, are what a task holds whole).
-RANGE_ROWS = 1_000_000
+PART_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,13 @@ def build_pairs_ray(
     rebuild: bool = False,
     block_rows: int = 131_072,
     block_pairs: int = 1_000_000,
-    range_rows: int = RANGE_ROWS,
+    part_rows: int = PART_ROWS,
     ray: RayConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PairsReport:
     """:func:`pairsift.features.pairs.build_pairs` for new prompts, on a Ray cluster, in one commit.
 
-    `range_rows`: responses per task (at least one task per worker). `progress(done_prompts,
+    `part_rows`: responses per task (at least one task per worker). `progress(done_prompts,
     total_prompts)`: the total is estimated from the tasks done so far and exact at the end.
     """
     t0 = time.perf_counter()
@@ -154,7 +154,7 @@ def build_pairs_ray(
     index = _set_index(store, sets, versions)
     parts, present = _partition(store, sets, versions, index, table.version if exists else None,
                                 max(place.workers, -(-store.dataset("responses", versions["responses"]).count_rows()
-                                                     // max(range_rows, 1))))
+                                                     // max(part_rows, 1))))
     index_ref = ray_mod.put(index)
     job = _Job(store.uri, versions, sets, labelled_only, table.schema, block_rows, block_pairs)
     task = ray_mod.remote(_part_task).options(**remote)
@@ -315,7 +315,7 @@ def _lookup(entry: dict, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos, entry["keys"][pos] == keys
 
 
-def _range_inputs(store: Store, todo: pl.DataFrame, sets: FeatureSets, versions: dict, index: dict) -> Inputs:
+def _part_inputs(store: Store, todo: pl.DataFrame, sets: FeatureSets, versions: dict, index: dict) -> Inputs:
     """What :func:`pairsift.features.kernels.read_inputs` gives for these responses, from the index."""
     keys = id_keys(todo.get_column("response_id").to_arrow())
     cols, datasets = [], {}
@@ -343,7 +343,7 @@ def _range_inputs(store: Store, todo: pl.DataFrame, sets: FeatureSets, versions:
     return Inputs(todo.with_columns(cols) if cols else todo, datasets, sets)
 
 
-# ---- one range, on a worker ------------------------------------------------------------------------
+# ---- one part, on a worker -------------------------------------------------------------------------
 
 
 def _part_task(job: _Job, responses: np.ndarray, pairs: np.ndarray, index_ref: list) -> dict:
@@ -365,7 +365,7 @@ def _part_task(job: _Job, responses: np.ndarray, pairs: np.ndarray, index_ref: l
         todo = todo.join(labels.select("prompt_id").unique(), on="prompt_id", how="semi")
     if todo.height == 0:
         return out
-    inputs = _range_inputs(store, todo, job.sets, job.versions, index)
+    inputs = _part_inputs(store, todo, job.sets, job.versions, index)
     todo = _in_storage_order(inputs.resp, job.sets)
     ks = todo.group_by("prompt_id").len()
     out["prompts"], out["single"] = ks.height, int((ks["len"] < 2).sum())

@@ -56,9 +56,9 @@ def test_pairs_on_ray_equal_build_pairs_and_stay_incremental(tmp_path, ray_addre
     first = corpus(60, seed=1)
     for s in (a, b):
         write_store(s, first)
-    # Small ranges and blocks: 8+ range tasks, several blocks and fragments each.
+    # Small parts and blocks: 8+ part tasks, several blocks and fragments each.
     cfg = RayConfig(workers=2)
-    rep = build_pairs_ray(a, labelled_only=labelled_only, range_rows=25, block_rows=12, ray=cfg)
+    rep = build_pairs_ray(a, labelled_only=labelled_only, part_rows=25, block_rows=12, ray=cfg)
     ref = build_pairs(b, labelled_only=labelled_only)
     for k in ("mode", "prompts_added", "prompts_single", "pairs_added", "pairs_total", "labels", "feature_sets"):
         assert getattr(rep, k) == getattr(ref, k), k
@@ -69,14 +69,14 @@ def test_pairs_on_ray_equal_build_pairs_and_stay_incremental(tmp_path, ray_addre
     for s in (a, b):
         write_store(s, more)
     version = a.dataset("pair_features").version
-    rep = build_pairs_ray(a, labelled_only=labelled_only, range_rows=25, block_rows=12, ray=cfg)
+    rep = build_pairs_ray(a, labelled_only=labelled_only, part_rows=25, block_rows=12, ray=cfg)
     ref = build_pairs(b, labelled_only=labelled_only)
     assert rep.prompts_present == ref.prompts_present > 0
     assert rep.pairs_added == ref.pairs_added > 0
     assert a.dataset("pair_features").version == version + 1
     same(a, b)
     # Nothing new: no commit.
-    rep = build_pairs_ray(a, labelled_only=labelled_only, range_rows=25, ray=cfg)
+    rep = build_pairs_ray(a, labelled_only=labelled_only, part_rows=25, ray=cfg)
     assert rep.pairs_added == 0 and a.dataset("pair_features").version == version + 1
 
 
