@@ -257,7 +257,8 @@ def main() -> None:
     ap.add_argument("--responses", type=int, default=8000, help="embed: AlpacaEval responses (a prefix)")
     ap.add_argument("--device", default="cpu", help="embed: cpu, or cuda (one Ray actor per GPU)")
     ap.add_argument("--batch-rows", type=int, default=256, help="embed: rows per Ray batch (= per fragment, commit)")
-    ap.add_argument("--repeats", type=int, default=2, help="rounds of (Ray 1 worker, Ray 2 workers, single process)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="rounds of (Ray 1 worker, Ray 2 workers, single process)")
     ap.add_argument("--prompts", type=int, default=166_667, help="pairs: synthetic prompts (x4 responses, 6 pairs each)")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def s3():
 def run_driver(code: str, env: dict | None = None, timeout: int = 420) -> subprocess.CompletedProcess:
     """A second driver process (it joins the session's cluster through the address it is given)."""
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          check=False, env={**os.environ, **(env or {})})
 
 
 def run_cli(args: list[str], env: dict | None = None, timeout: int = 420) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Pair features on Ray (split by prompt-key ranges, one commit) equal `build_pairs` exactly.
+"""Pair features on Ray (parts of whole prompts, one commit) equal `build_pairs` exactly.
 
 The stores hold every kind of input the kernels meet: missing and null vectors, missing token
 lists, NaN-free log-probs and rewards with gaps, tied and missing scores, labelled pairs, prompts
