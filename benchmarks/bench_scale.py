@@ -259,7 +259,7 @@ def main() -> None:
     ap.add_argument("--batch-rows", type=int, default=256, help="embed: rows per Ray batch (= per fragment, commit)")
     ap.add_argument("--repeats", type=int, default=2,
                     help="rounds of (Ray 1 worker, Ray 2 workers, single process)")
-    ap.add_argument("--prompts", type=int, default=166_667, help="pairs: synthetic prompts (x4 responses, 6 pairs each)")
+    ap.add_argument("--prompts", type=int, default=166_667, help="pairs: synthetic prompts (x4 responses)")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     result = bench_embed(args) if args.what == "embed" else bench_pairs(args)
