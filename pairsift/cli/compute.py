@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..compute.config import REWARD_MAX_LENGTH, TRL_MAX_LENGTH, ComputeConfig
+from .executor import Executor, executor_options
 from .options import (
     F,
     LazyHelpOption,
@@ -84,9 +85,10 @@ chat_template_option = click.option(
               help="Default: the model's sentence-transformers pooling, else mean.")
 @click.option("--append-eos", is_flag=True, help="Append the EOS token to every text (REAL does it for SHP).")
 @compute_options
+@executor_options
 def embed(store: Store, model: str | None, target: str, name: str | None, max_length: int | None,
           pooling: str | None, append_eos: bool, device: str, dtype: str | None, batch_tokens: int | None,
-          chunk_rows: int, as_json: bool) -> None:
+          chunk_rows: int, as_json: bool, executor: Executor) -> None:
     """Embed responses (or prompts) into embeddings_NAME; resumable, provenance recorded.
 
     A re-run finishes what a killed run left; with nothing left to do it checks the model files
@@ -98,10 +100,8 @@ def embed(store: Store, model: str | None, target: str, name: str | None, max_le
       pairsift embed --model sentence-transformers/all-MiniLM-L6-v2 --name minilm
       pairsift embed --target prompts --device cpu
     """
-    from ..compute.embed import embed as run
-
-    run_job(run, "embed", as_json, store=store, model=model, target=target, name=name, device=device,
-            dtype=dtype, max_length=max_length, batch_tokens=batch_tokens, pooling=pooling,
+    executor.run(run_job, "embed", "embed", as_json, store=store, model=model, target=target, name=name,
+            device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens, pooling=pooling,
             append_eos=append_eos, chunk_rows=chunk_rows)
 
 
@@ -129,9 +129,10 @@ def score() -> None:
                    "is refused.")
 @chat_template_option
 @compute_options
+@executor_options
 def score_logprobs(store: Store, model: str, name: str | None, old_name: str | None, max_length: int | None,
                    chat_template: str, device: str, dtype: str | None, batch_tokens: int | None, chunk_rows: int,
-                   as_json: bool) -> None:
+                   as_json: bool, executor: Executor) -> None:
     """Sum and mean log-prob of each response given its prompt, with its token ids.
 
     Example:
@@ -140,11 +141,9 @@ def score_logprobs(store: Store, model: str, name: str | None, old_name: str | N
       pairsift score logprobs --model PATH --name ref
       pairsift score logprobs --model runs/easy --name policy --max-length 512
     """
-    from ..compute.score import score_logprobs as run
-
-    run_job(run, "logprobs", as_json, store=store, model=model, name=_set_name(name, old_name), device=device,
-            dtype=dtype, max_length=max_length, batch_tokens=batch_tokens, chat_template=_chat_flag(chat_template),
-            chunk_rows=chunk_rows)
+    executor.run(run_job, "logprobs", "logprobs", as_json, store=store, model=model,
+            name=_set_name(name, old_name), device=device, dtype=dtype, max_length=max_length,
+            batch_tokens=batch_tokens, chat_template=_chat_flag(chat_template), chunk_rows=chunk_rows)
 
 
 @score.command("reward")
@@ -158,9 +157,10 @@ def score_logprobs(store: Store, model: str, name: str | None, old_name: str | N
 @click.option("--label", type=int, default=0, show_default=True, help="Which output logit is the reward.")
 @chat_template_option
 @compute_options
+@executor_options
 def score_reward(store: Store, model: str, name: str | None, old_name: str | None, max_length: int | None,
                  label: int, chat_template: str, device: str, dtype: str | None, batch_tokens: int | None,
-                 chunk_rows: int, as_json: bool) -> None:
+                 chunk_rows: int, as_json: bool, executor: Executor) -> None:
     """A reward model's score of each (prompt, response).
 
     Example:
@@ -168,8 +168,6 @@ def score_reward(store: Store, model: str, name: str | None, old_name: str | Non
     \b
       pairsift score reward --model RM_PATH --name rm
     """
-    from ..compute.score import score_rewards as run
-
-    run_job(run, "reward", as_json, store=store, model=model, name=_set_name(name, old_name), device=device,
-            dtype=dtype, max_length=max_length, batch_tokens=batch_tokens, chat_template=_chat_flag(chat_template),
-            label=label, chunk_rows=chunk_rows)
+    executor.run(run_job, "reward", "reward", as_json, store=store, model=model,
+            name=_set_name(name, old_name), device=device, dtype=dtype, max_length=max_length,
+            batch_tokens=batch_tokens, chat_template=_chat_flag(chat_template), label=label, chunk_rows=chunk_rows)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..report import plural
+from .executor import Executor, executor_options
 from .options import Progress, echo_json_rows, echo_report, json_option, store_option
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
               help="Reward gap from rewards_NAME (repeatable; default: every set).")
 @click.option("--rebuild", is_flag=True, help="Recompute every pair and replace the table (one commit).")
 @json_option("the report")
+@executor_options
 def pairs(store: Store, labelled_only: bool, embeddings: tuple[str, ...], logprobs: tuple[str, ...],
-          rewards: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
+          rewards: tuple[str, ...], rebuild: bool, as_json: bool, executor: Executor) -> None:
     """Materialise candidate pairs and their features into pair_features (incremental).
 
     Cosine per embedding set, token edit distance, log-prob and reward gaps, score margin and
@@ -38,8 +40,7 @@ def pairs(store: Store, labelled_only: bool, embeddings: tuple[str, ...], logpro
       pairsift pairs
       pairsift pairs --labelled-only --embedding minilm --logprobs ref
     """
-    from ..features.pairs import build_pairs
-
+    build_pairs = executor.pairs()
     with Progress("pairs", unit="prompts") as bar:
         report = build_pairs(
             store,

@@ -115,29 +115,10 @@ def embed(
     loaded = model if isinstance(model, Loaded) else load(model, "embed", device, dtype, files=files)
     net, tok = loaded.model, loaded.tokenizer
     device = str(next(net.parameters()).device)
-    pooling = pooling or loaded.st_pooling or "mean"
-    if pooling not in POOLINGS:
-        raise UsageError(f"--pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
     if files is None:
         max_length = max_length_for(max_length, loaded.context_length, loaded.native_max_length or EMBED_MAX_LENGTH)
-    if append_eos and tok.eos_token_id is None:
-        raise UsageError("--append-eos: the tokenizer has no EOS token")
-    dim = int(net.config.hidden_size)
-    prov = {
-        **loaded.provenance,
-        "kind": "embedding",
-        "target": target,
-        "dim": dim,
-        "pooling": pooling,
-        "pool_dtype": "float32",
-        "normalized": "l2",
-        "max_length": int(max_length),
-        "truncation": "keep_start",
-        "add_special_tokens": True,
-        "eos_appended": bool(append_eos),
-        "blank_text": "null vector",
-        "pairsift_version": sets.version(),
-    }
+    prov = embedding_provenance(loaded, target, pooling, max_length, append_eos)
+    pooling, dim = prov["pooling"], prov["dim"]
     schema = embeddings_schema(dim, prov)
     table = sets.open_set(store, table_name, schema)
 
@@ -177,6 +158,35 @@ def embed(
                 writer.add(_rows(schema, ids.gather(keep[idx]), out["vector"], lengths[idx], truncated[idx]))
     report.finish(writer.committed, engine, started)
     return report
+
+
+def embedding_provenance(loaded: Loaded, target: str, pooling: str | None, max_length: int,
+                         append_eos: bool) -> dict[str, Any]:
+    """The set's provenance (pooling resolved), for `max_length` already resolved; checks the options.
+
+    Shared by every executor (this process, Ray actors, torchrun ranks), so a set written by one
+    is resumed by another.
+    """
+    pooling = pooling or loaded.st_pooling or "mean"
+    if pooling not in POOLINGS:
+        raise UsageError(f"--pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+    if append_eos and loaded.tokenizer.eos_token_id is None:
+        raise UsageError("--append-eos: the tokenizer has no EOS token")
+    return {
+        **loaded.provenance,
+        "kind": "embedding",
+        "target": target,
+        "dim": int(loaded.model.config.hidden_size),
+        "pooling": pooling,
+        "pool_dtype": "float32",
+        "normalized": "l2",
+        "max_length": int(max_length),
+        "truncation": "keep_start",
+        "add_special_tokens": True,
+        "eos_appended": bool(append_eos),
+        "blank_text": "null vector",
+        "pairsift_version": sets.version(),
+    }
 
 
 def _expected(

@@ -105,7 +105,16 @@ def _null_count(store: Store, table: str, column: str) -> int:
 
 
 def _use_chat(store: Store, tok: Any, chat_template: bool | None) -> bool:
-    has_msgs = _null_count(store, "responses", "messages") == 0 and _null_count(store, "prompts", "messages") == 0
+    return chat_choice(has_messages(store), tok, chat_template)
+
+
+def has_messages(store: Store) -> bool:
+    """Every prompt and response carries chat messages (the chat template can apply)."""
+    return _null_count(store, "responses", "messages") == 0 and _null_count(store, "prompts", "messages") == 0
+
+
+def chat_choice(has_msgs: bool, tok: Any, chat_template: bool | None) -> bool:
+    """Whether to score through the chat template (`chat_template` None: auto)."""
     if chat_template is None:
         return bool(has_msgs and getattr(tok, "chat_template", None))
     if chat_template and not getattr(tok, "chat_template", None):
@@ -208,6 +217,25 @@ def _plan(
     return plan
 
 
+def logprobs_provenance(loaded: Loaded, chat: bool, max_length: int) -> dict[str, Any]:
+    """A log-prob set's provenance; shared by every executor so that any of them resumes a set."""
+    tok = loaded.tokenizer
+    return {
+        **loaded.provenance,
+        "kind": "logprobs",
+        "method": "teacher_forcing",
+        "chat_template": chat,
+        "template": getattr(tok, "chat_template", None) if chat else None,
+        "eos_appended": not chat,
+        "eos_token": tok.eos_token,
+        "max_length": int(max_length),
+        "truncation": "keep_start",
+        "completion_start": "common_prefix(tok(prompt), tok(prompt + completion))",
+        "logsoftmax_dtype": "float32",
+        "pairsift_version": sets.version(),
+    }
+
+
 def score_logprobs(
     store: Store,
     model: str | Loaded,
@@ -241,20 +269,7 @@ def score_logprobs(
     max_length = plan.max_length or max_length_for(max_length, loaded.context_length, TRL_MAX_LENGTH)
     device = str(next(net.parameters()).device)
     chat = _use_chat(store, tok, chat_template)
-    prov = {
-        **loaded.provenance,
-        "kind": "logprobs",
-        "method": "teacher_forcing",
-        "chat_template": chat,
-        "template": getattr(tok, "chat_template", None) if chat else None,
-        "eos_appended": not chat,
-        "eos_token": tok.eos_token,
-        "max_length": int(max_length),
-        "truncation": "keep_start",
-        "completion_start": "common_prefix(tok(prompt), tok(prompt + completion))",
-        "logsoftmax_dtype": "float32",
-        "pairsift_version": sets.version(),
-    }
+    prov = logprobs_provenance(loaded, chat, max_length)
     table = sets.open_set(store, table_name, logprobs_schema(prov))
     todo = todo or _pending(store, table_name, window_rows)
     frames = _joined(todo, _prompts(store))
@@ -358,6 +373,26 @@ def reward_forward(net: Any, label: int = 0) -> Callable[[dict], dict]:
     return forward
 
 
+def check_label(loaded: Loaded, label: int) -> None:
+    n_labels = int(getattr(loaded.model.config, "num_labels", 1))
+    if not 0 <= label < n_labels:
+        raise UsageError(f"--label {label}: the reward model has {n_labels} output(s)")
+
+
+def rewards_provenance(loaded: Loaded, chat: bool, label: int, max_length: int) -> dict[str, Any]:
+    """A reward set's provenance; shared by every executor so that any of them resumes a set."""
+    return {
+        **loaded.provenance,
+        "kind": "reward",
+        "label": label,
+        "input": "chat_template(prompt + response)" if chat else "prompt + response",
+        "template": getattr(loaded.tokenizer, "chat_template", None) if chat else None,
+        "max_length": int(max_length),
+        "truncation": "keep_start",
+        "pairsift_version": sets.version(),
+    }
+
+
 def score_rewards(
     store: Store,
     model: str | Loaded,
@@ -388,22 +423,11 @@ def score_rewards(
                              model_loaded=False, max_length=stored.get("max_length"), provenance=stored)
     loaded = model if isinstance(model, Loaded) else load(model, "reward", device, dtype, files=files)
     net, tok = loaded.model, loaded.tokenizer
-    n_labels = int(getattr(net.config, "num_labels", 1))
-    if not 0 <= label < n_labels:
-        raise UsageError(f"--label {label}: the reward model has {n_labels} output(s)")
+    check_label(loaded, label)
     max_length = plan.max_length or max_length_for(max_length, loaded.context_length, REWARD_MAX_LENGTH)
     device = str(next(net.parameters()).device)
     chat = _use_chat(store, tok, chat_template)
-    prov = {
-        **loaded.provenance,
-        "kind": "reward",
-        "label": label,
-        "input": "chat_template(prompt + response)" if chat else "prompt + response",
-        "template": getattr(tok, "chat_template", None) if chat else None,
-        "max_length": int(max_length),
-        "truncation": "keep_start",
-        "pairsift_version": sets.version(),
-    }
+    prov = rewards_provenance(loaded, chat, label, max_length)
     table = sets.open_set(store, table_name, rewards_schema(prov))
     todo = todo or _pending(store, table_name, window_rows)
     frames = _joined(todo, _prompts(store))

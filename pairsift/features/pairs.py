@@ -165,13 +165,18 @@ def _labels(store: Store, version: int | None) -> pl.DataFrame:
     winning source labels both ways (two datasets disagree) gets a null label and label_source
     "conflict".
     """
+    if version is None:
+        return _label_pairs(None)
+    return _label_pairs(store.scan("pairs", version).select("prompt_id", "chosen_id", "rejected_id", "label_source")
+                        .collect())
+
+
+def _label_pairs(p: pl.DataFrame | None) -> pl.DataFrame:
+    """:func:`_labels` of rows of the `pairs` table (prompt_id, chosen_id, rejected_id, label_source)."""
     empty = pl.DataFrame(
         schema={"a_id": pl.String, "b_id": pl.String, "prompt_id": pl.String, "label": pl.Int8, "label_source": pl.String}
     )
-    if version is None:
-        return empty
-    p = store.scan("pairs", version).select("prompt_id", "chosen_id", "rejected_id", "label_source").collect()
-    if p.height == 0:
+    if p is None or p.height == 0:
         return empty
     rank = {s: i for i, s in enumerate(LABEL_PRECEDENCE)}
     p = p.with_columns(
@@ -307,40 +312,17 @@ def _build(store, labelled_only, embeddings, logprobs, rewards, rebuild, block_r
     }
     schema = pair_features_schema(sets, meta)
 
-    big = [f"embeddings_{e}" for e in sets.embeddings] + [f"logprobs_{lp}" for lp in sets.logprobs]
-    order_col = f"off_{big[0]}" if big else None
-    # Prompts in the order their vectors (or token ids) are stored, so each block reads one range.
-    key = pl.col(order_col).min().over("prompt_id") if order_col else pl.col("prompt_id")
-    todo = todo.with_columns(key.alias("__order")).sort("__order", "prompt_id", "response_id", nulls_last=True)
+    todo = _in_storage_order(todo, sets)
     ks = todo.group_by("prompt_id").len()
     total = ks.height
     report.prompts_single = int((ks["len"] < 2).sum())
     counts: dict[str, int] = {}
 
-    def prefetched() -> Iterator[tuple[pl.DataFrame, dict]]:
-        # Read block i+1 (Lance decodes in its own threads) while block i is computed.
-        from concurrent.futures import ThreadPoolExecutor
-
-        buffers = [{}, {}]
-        blocks = _blocks(todo, block_rows, block_pairs)
-        with ThreadPoolExecutor(1) as pool:
-            nxt, slot = next(blocks, None), 0
-            fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot]) if nxt is not None else None
-            while nxt is not None:
-                rows, fetched = nxt, fut.result()
-                nxt, slot = next(blocks, None), slot ^ 1
-                if nxt is not None:
-                    fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot])
-                yield rows, fetched
-
     def new_prompts() -> Iterator[pa.Table]:
         done = 0
-        for rows, fetched in prefetched():
+        for rows, fetched in _prefetched(inputs, todo, sets, block_rows, block_pairs):
             tbl = block_table(inputs, rows, labels, schema, labelled_only, fetched)
-            vc = pl.from_arrow(tbl.select(["label_source"])).to_series().fill_null("none").value_counts()
-            for s, c in vc.iter_rows():
-                counts[s] = counts.get(s, 0) + c
-            counts["tie"] = counts.get("tie", 0) + int(np.asarray(tbl.column("tie")).sum())
+            _count_labels(tbl, counts)
             done += rows["prompt_id"].n_unique()
             if progress:
                 progress(done, total)
@@ -373,6 +355,41 @@ def _build(store, labelled_only, embeddings, logprobs, rewards, rebuild, block_r
     report.pairs_total = store.count(TABLE)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _in_storage_order(todo: pl.DataFrame, sets: FeatureSets) -> pl.DataFrame:
+    """Prompts in the order their vectors (or token ids) are stored, so each block reads one range."""
+    big = [f"embeddings_{e}" for e in sets.embeddings] + [f"logprobs_{lp}" for lp in sets.logprobs]
+    order_col = f"off_{big[0]}" if big else None
+    key = pl.col(order_col).min().over("prompt_id") if order_col else pl.col("prompt_id")
+    return todo.with_columns(key.alias("__order")).sort("__order", "prompt_id", "response_id", nulls_last=True)
+
+
+def _prefetched(inputs: Inputs, todo: pl.DataFrame, sets: FeatureSets, block_rows: int,
+                block_pairs: int) -> Iterator[tuple[pl.DataFrame, dict]]:
+    """Blocks of whole prompts with their big inputs; block i+1 is read (Lance decodes in its own
+    threads) while block i is computed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    buffers = [{}, {}]
+    blocks = _blocks(todo, block_rows, block_pairs)
+    with ThreadPoolExecutor(1) as pool:
+        nxt, slot = next(blocks, None), 0
+        fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot]) if nxt is not None else None
+        while nxt is not None:
+            rows, fetched = nxt, fut.result()
+            nxt, slot = next(blocks, None), slot ^ 1
+            if nxt is not None:
+                fut = pool.submit(fetch, inputs, nxt, sets, buffers[slot])
+            yield rows, fetched
+
+
+def _count_labels(tbl: pa.Table, counts: dict[str, int]) -> None:
+    """Add a block's pairs by label_source (null: "none") and its ties to `counts`."""
+    vc = pl.from_arrow(tbl.select(["label_source"])).to_series().fill_null("none").value_counts()
+    for s, c in vc.iter_rows():
+        counts[s] = counts.get(s, 0) + c
+    counts["tie"] = counts.get("tie", 0) + int(np.asarray(tbl.column("tie")).sum())
 
 
 # ---- writing: every commit is keyed, compare-and-swap, or (rebuild only) checked afterwards ----
