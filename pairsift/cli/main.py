@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from . import compute, features, ingest, label, select, store, train
+from . import compare, compute, features, ingest, label, select, store, train
 from .options import PairsiftGroup
 
 
@@ -40,6 +40,7 @@ for command in (
     train.train,
     train.eval_,
     train.stability,
+    compare.split, compare.compare,
     store.demo,
 ):
     cli.add_command(command)

@@ -313,3 +313,27 @@ def pair_features_schema(sets: FeatureSets, meta: dict) -> pa.Schema:
     return with_version(schema).with_metadata(
         {**with_version(schema).metadata, FEATURES_META_KEY: json.dumps(meta, sort_keys=True).encode()}
     )
+
+
+# ---- the held-out split (written by `pairsift split`, read by select's candidate pool / compare) --
+#
+# One row per prompt known when the split was made: `heldout` true for evaluation prompts. The
+# split's parameters and the versions it read are JSON in the schema metadata under SPLIT_META_KEY:
+# {"seed", "holdout", "method", "created_at" (first made with these parameters), "updated_at",
+#  "store_versions", "counts"}. Every `pairsift split` rewrites the table whole (small: one row
+# per prompt); assignments depend only on (seed, prompt_id), so a re-run keeps every old one.
+
+SPLITS = "splits"
+SPLIT_META_KEY = b"pairsift.split"
+
+
+def splits_schema(meta: dict) -> pa.Schema:
+    schema = pa.schema([id_field("prompt_id"), pa.field("heldout", pa.bool_(), nullable=False)])
+    return with_version(schema).with_metadata(
+        {**with_version(schema).metadata, SPLIT_META_KEY: json.dumps(meta, sort_keys=True).encode()}
+    )
+
+
+def split_meta(schema: pa.Schema) -> dict:
+    raw = (schema.metadata or {}).get(SPLIT_META_KEY)
+    return json.loads(raw) if raw else {}
