@@ -67,9 +67,10 @@ def split(store, holdout, seed, replace, as_json):
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output folder: table.txt, results.json, manifest.json, curve.png.")
 @click.option("--overwrite", is_flag=True, help="Write over an earlier comparison in --out.")
+@click.option("--title", default=None, help="Title of the plot. [the learner and its input]")
 @click.option("--json", "as_json", is_flag=True, help="Print results (cells, runs, manifest) as JSON.")
 def compare(store, strategies, subsets, budgets, seeds, learner, embedding, baseline, eval_pairs, out, overwrite,
-            as_json, **learner_options):
+            title, as_json, **learner_options):
     """Which selection helps on this data, at what label budget? Train a learner on each strategy's
     pairs at each budget and seed, score it on the held-out pairs, report mean and 95% interval.
 
@@ -105,7 +106,7 @@ def compare(store, strategies, subsets, budgets, seeds, learner, embedding, base
     with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout is for results
         try:
             result = run(store, arms, budgets, seeds, learner, out, subsets=list(subsets), baseline=baseline,
-                         eval_pairs=eval_pairs, overwrite=overwrite, progress=bar, **opts)
+                         eval_pairs=eval_pairs, overwrite=overwrite, title=title, progress=bar, **opts)
         finally:
             bar.close()
     if as_json:

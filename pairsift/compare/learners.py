@@ -75,6 +75,9 @@ class Learner:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
 
+    def title(self) -> str:
+        return self.name
+
 
 # ---- reward-head ------------------------------------------------------------------------------
 
@@ -174,6 +177,9 @@ class RewardHead(Learner):
 
     def run(self, store, train, versions, run_name, seed):
         return self.score(self.fit(self.diffs(train)), self._eval)
+
+    def title(self) -> str:
+        return f"reward head on '{self.embedding}' embeddings"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -285,6 +291,9 @@ class DPO(Learner):
             delete_subset(store, self._heldout)
         if self._tmp and not self.work_dir and not self.keep_runs:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def title(self) -> str:
+        return f"DPO ({self.loss}, beta {self.beta}) on {Path(str(self.model)).name}"
 
     def describe(self) -> dict[str, Any]:
         cfg = self.config("run", "run", 0).to_dict()

@@ -42,7 +42,7 @@ def plot_curves(cells: list[dict], arms: list[str], learner, path: str | Path, t
             ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
     axes[0].legend(fontsize=8, frameon=False)
     n = max((c["n"] for c in cells), default=0)
-    fig.suptitle(title or f"{learner.name}: mean and 95% t-interval over {n} seeds", fontsize=10)
+    fig.suptitle(f"{title or learner.title()}: mean and 95% t-interval over {n} seeds", fontsize=10)
     path = Path(path)
     fig.savefig(path)
     return path

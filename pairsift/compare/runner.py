@@ -293,6 +293,7 @@ def compare(
     baseline: str | None = None,
     eval_pairs: int | None = None,
     overwrite: bool = False,
+    title: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     **learner_options,
 ) -> CompareResult:
@@ -302,7 +303,7 @@ def compare(
     compare too; `budgets`: ``"100,200,max"`` or a list; `seeds`: a count or a list; `learner`:
     ``reward-head`` or ``dpo`` (options as keywords, e.g. ``embedding="minilm"`` or
     ``model=PATH``). Writes ``results.json``, ``manifest.json``, ``table.txt`` and ``curve.png``
-    into `out` when given.
+    into `out` when given; `title` heads the plot.
     """
     from .manifest import build_manifest
     from .report import format_table, summarise
@@ -313,6 +314,8 @@ def compare(
     runs = run(store, p, progress)
     cells = summarise(runs, [a.label for a in p.arms], p.budgets, lrn.metrics, p.baseline)
     manifest = build_manifest(store, p)
+    if title:
+        manifest["title"] = title
     table = format_table(cells, lrn, p.baseline, manifest)
     result = CompareResult(manifest, cells, runs, table)
     if out_dir is not None:
