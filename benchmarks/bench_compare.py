@@ -40,7 +40,6 @@ from pairsift.compare.split import make_split  # noqa: E402
 from pairsift.select.export import export  # noqa: E402
 from pairsift.select.subsets import delete_subset, select, subset_exists  # noqa: E402
 from pairsift.store import open_store  # noqa: E402
-from pairsift.store.sql import is_in  # noqa: E402
 from pairsift.store.splits import read_split  # noqa: E402
 
 STRATEGIES = ["easy-half", "hard-half", "random-half", "random"]

@@ -93,7 +93,7 @@ def compare(store, strategies, subsets, budgets, seeds, learner, embedding, base
     from ..compare.runner import plan as _  # noqa: F401  (import errors surface before the bar)
 
     if learner == "reward-head":
-        opts = {"embedding": embedding, "C": learner_options["C"]}
+        opts = {"C": learner_options["C"]}
         extra = [k for k, v in learner_options.items() if k != "C" and v is not None]
     else:
         opts = {k: v for k, v in learner_options.items() if k != "C"}
@@ -101,12 +101,12 @@ def compare(store, strategies, subsets, budgets, seeds, learner, embedding, base
     if extra:
         flags = ", ".join("--" + ("reg" if k == "C" else k.replace("_", "-")) for k in extra)
         raise click.UsageError(f"--learner {learner} does not take {flags}")
-    arms = [_with_embedding(s, embedding) for s in strategies]
     bar = _Bar()
     with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout is for results
         try:
-            result = run(store, arms, budgets, seeds, learner, out, subsets=list(subsets), baseline=baseline,
-                         eval_pairs=eval_pairs, overwrite=overwrite, title=title, progress=bar, **opts)
+            result = run(store, list(strategies), budgets, seeds, learner, out, subsets=list(subsets),
+                         baseline=baseline, eval_pairs=eval_pairs, embedding=embedding, overwrite=overwrite,
+                         title=title, progress=bar, **opts)
         finally:
             bar.close()
     if as_json:
@@ -114,26 +114,6 @@ def compare(store, strategies, subsets, budgets, seeds, learner, embedding, base
         return
     click.echo(result.table)
     click.echo(f"wrote {', '.join(result.paths.values())}", err=True)
-
-
-def _with_embedding(spec: str, embedding: str | None) -> str:
-    """`--embedding E` is the default `embedding` option of every REAL/band arm that sets none."""
-    if not embedding:
-        return spec
-    from ..compare.arms import parse_arms
-    from ..select.strategies import STRATEGIES
-
-    out = []
-    for part in spec.split(","):
-        if not part.strip():
-            continue
-        arm = parse_arms([part])[0]
-        takes = "embedding" in STRATEGIES[arm.strategy].defaults
-        if takes and "embedding" not in arm.params:
-            body, at, label = part.partition("@")
-            part = f"{body}:embedding={embedding}@{label or arm.label}"
-        out.append(part)
-    return ",".join(out)
 
 
 class _Bar:

@@ -17,17 +17,18 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import UsageError
-from ..store.schema import SUBSET_MEMBERS
-from ..store.splits import Split
-from ..store.ids import id_keys
 from ..select.strategies import STRATEGIES, Context, build_pool, get_strategy
 from ..select.strategies.base import Pool, Strategy, members_table, resolve_embedding
+from ..store.ids import id_keys
+from ..store.schema import SUBSET_MEMBERS
+from ..store.splits import Split
 
 #: Strategies that pick (at most) one pair per prompt: their arms share the budget's prompts.
 PER_PROMPT = frozenset({"easy", "hard", "centroid", "random", "dcrm"})
@@ -161,13 +162,18 @@ class Arm:
         return out
 
 
-def resolve_arm(store, spec: ArmSpec, versions: dict[str, int], split: Split) -> Arm:
-    """Configure the strategy, build its pool at the pinned versions (held-out prompts excluded)."""
+def resolve_arm(store, spec: ArmSpec, versions: dict[str, int], split: Split, embedding: str | None = None) -> Arm:
+    """Configure the strategy, build its pool at the pinned versions (held-out prompts excluded).
+
+    `embedding` is the default ``embedding`` option of strategies that take one and were given none."""
     if spec.subset:
         return _subset_arm(store, spec, split)
     strat = get_strategy(spec.strategy)
+    params = dict(spec.params)
+    if embedding and "embedding" in strat.defaults and params.get("embedding") is None:
+        params["embedding"] = embedding
     try:
-        p = strat.configure(dict(spec.params))
+        p = strat.configure(params)
     except UsageError as e:
         raise UsageError(f"arm '{spec.label}': {e}") from e
     resolve_embedding(store.dataset("pair_features", versions["pair_features"]).schema, p)
@@ -193,10 +199,10 @@ def _subset_arm(store, spec: ArmSpec, split: Split) -> Arm:
     from ..select.subsets import load_subset
 
     manifest, members = load_subset(store, spec.subset)
-    created = manifest["created_at"].isoformat()
-    if created < split.created_at:
+    created = manifest["created_at"]
+    if created < datetime.fromisoformat(split.created_at):
         raise UsageError(
-            f"subset '{spec.subset}' was selected on {created}, before the held-out split ({split.describe()}): "
+            f"subset '{spec.subset}' was selected on {created.isoformat()}, before the held-out split ({split.describe()}): "
             "it may contain held-out prompts, so evaluating on them would leak; select it again "
             "(`pairsift select ... --replace`) so the split is respected"
         )

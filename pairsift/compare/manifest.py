@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-
 INTERVAL = "95% t-interval over seeds (mean ± t(0.975, n-1)·sd/√n); held-out set fixed"
 
 

@@ -151,6 +151,7 @@ def plan(
     subsets: list[str] = (),
     baseline: str | None = None,
     eval_pairs: int | None = None,
+    embedding: str | None = None,
 ) -> Plan:
     """Validate everything and prepare the runs; only reads the store."""
     specs = arms if arms and isinstance(arms[0], ArmSpec) else parse_arms(arms, subsets)
@@ -176,7 +177,8 @@ def plan(
     versions["splits"] = split.version
     versions.update(learner.check(store))
 
-    resolved = [resolve_arm(store, s, versions, split) for s in specs]
+    default_embedding = embedding or getattr(learner, "embedding", None)
+    resolved = [resolve_arm(store, s, versions, split, default_embedding) for s in specs]
     learner.load(store)
     heldout, info = heldout_pairs(store, versions["pair_features"], split)
     usable = learner.usable(heldout)
@@ -292,6 +294,7 @@ def compare(
     subsets: list[str] = (),
     baseline: str | None = None,
     eval_pairs: int | None = None,
+    embedding: str | None = None,
     overwrite: bool = False,
     title: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
@@ -301,16 +304,20 @@ def compare(
 
     `arms`: ``NAME[:KEY=VALUE...][@LABEL]`` strings (:mod:`.arms`); `subsets`: saved subsets to
     compare too; `budgets`: ``"100,200,max"`` or a list; `seeds`: a count or a list; `learner`:
-    ``reward-head`` or ``dpo`` (options as keywords, e.g. ``embedding="minilm"`` or
-    ``model=PATH``). Writes ``results.json``, ``manifest.json``, ``table.txt`` and ``curve.png``
+    ``reward-head`` or ``dpo`` (options as keywords, e.g. ``model=PATH``); `embedding`: the
+    reward head's response-embedding set and the default ``embedding`` of every strategy that
+    takes one. Writes ``results.json``, ``manifest.json``, ``table.txt`` and ``curve.png``
     into `out` when given; `title` heads the plot.
     """
     from .manifest import build_manifest
     from .report import format_table, summarise
 
     out_dir = check_out(out, overwrite)
+    if learner == "reward-head":
+        learner_options["embedding"] = embedding
     lrn = learner if isinstance(learner, Learner) else make_learner(learner, **learner_options)
-    p = plan(store, arms, budgets, seeds, lrn, subsets=subsets, baseline=baseline, eval_pairs=eval_pairs)
+    p = plan(store, arms, budgets, seeds, lrn, subsets=subsets, baseline=baseline, eval_pairs=eval_pairs,
+             embedding=embedding)
     runs = run(store, p, progress)
     cells = summarise(runs, [a.label for a in p.arms], p.budgets, lrn.metrics, p.baseline)
     manifest = build_manifest(store, p)

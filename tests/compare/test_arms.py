@@ -11,7 +11,7 @@ from pairsift.compare.arms import is_per_prompt, parse_arm, parse_arms, resolve_
 from pairsift.errors import UsageError
 from pairsift.select.subsets import load_subset, select
 from pairsift.store.splits import read_split
-from tests.select.strategy_data import EMB, LP, POLICY, RM, random_world, write_world
+from tests.select.strategy_data import EMB, LP, RM, random_world, write_world
 
 COS = f"cos_{EMB}"
 
