@@ -185,7 +185,7 @@ def test_dpo_learner_trains_and_evaluates_with_the_products_train_and_eval(world
 
     store, _ = world_store
     model = save_tiny(tmp_path / "tiny")
-    res = compare(store, ["easy", "random"], "4", "3", "dpo", tmp_path / "d", model=model, device="cpu",
+    res = compare(store, ["easy", "random"], "4", "1", "dpo", tmp_path / "d", model=model, device="cpu",
                   batch_size=2, max_length=64, learning_rate=1e-3, eval_pairs=12)
     assert len(res.runs) == 2
     for r in res.runs:
