@@ -32,7 +32,8 @@ from .draws import EVAL_STREAM, SeedDraw, draw, order_by_draw
 from .learners import Learner, make_learner
 
 #: Files written into the output folder.
-OUTPUTS = {"results": "results.json", "manifest": "manifest.json", "table": "table.txt", "plot": "curve.png"}
+OUTPUTS = {"results": "results.json", "manifest": "manifest.json", "table": "table.txt", "plot": "curve.png",
+           "runs": "runs.jsonl"}
 #: Arms the paired differences are taken against when --baseline is not given (first found).
 BASELINE_STRATEGIES = ("random", "random-half")
 
@@ -231,8 +232,9 @@ def plan(
                 baseline, key)
 
 
-def run(store, plan: Plan, progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
-    """Train and evaluate every arm x budget x seed; one row per run."""
+def run(store, plan: Plan, progress: Callable[[int, int, str], None] | None = None,
+        on_run: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train and evaluate every arm x budget x seed; one row per run (also passed to `on_run`)."""
     learner = plan.learner
     prefix = f"cmp-{plan.key}"
     learner.prepare(store, plan.heldout, plan.versions, prefix)
@@ -252,6 +254,8 @@ def run(store, plan: Plan, progress: Callable[[int, int, str], None] | None = No
                         "n_prompts": len(np.unique(id_keys(train.column("prompt_id")))),
                         **{k: float(v) for k, v in metrics.items()},
                     })
+                    if on_run:
+                        on_run(rows[-1])
                     done += 1
                     if progress:
                         progress(done, plan.total, f"{arm.label} n={budget} seed={seed}")
@@ -318,7 +322,19 @@ def compare(
     lrn = learner if isinstance(learner, Learner) else make_learner(learner, **learner_options)
     p = plan(store, arms, budgets, seeds, lrn, subsets=subsets, baseline=baseline, eval_pairs=eval_pairs,
              embedding=embedding)
-    runs = run(store, p, progress)
+    on_run = None
+    if out_dir is not None:
+        # Validated: from here on the folder may be written. Runs land as they finish (long dpo
+        # comparisons keep what they measured if stopped); the summary files come at the end.
+        out_dir.mkdir(parents=True, exist_ok=True)
+        runs_path = out_dir / OUTPUTS["runs"]
+        runs_path.write_text("")
+
+        def on_run(row: dict) -> None:
+            with runs_path.open("a") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+
+    runs = run(store, p, progress, on_run)
     cells = summarise(runs, [a.label for a in p.arms], p.budgets, lrn.metrics, p.baseline)
     manifest = build_manifest(store, p)
     if title:
