@@ -3,7 +3,8 @@
 Interval: for the n runs of one (arm, budget) cell — one per seed — ``mean ± t(0.975, n-1) ·
 sd / sqrt(n)`` (Student t, sd with ddof=1). It is an interval for the mean over seeds, i.e. over
 the budget draw and the strategy's own randomness, with the held-out set fixed; it does not
-include the sampling error of the held-out set itself. With one seed there is no interval.
+include the sampling error of the held-out set itself (for an accuracy on n pairs, up to
+±1.96·0.5/√n, which the table's header states). With one seed there is no interval.
 
 Paired difference against the baseline arm: the same seed gives both arms the same budget draw
 (per-prompt arms: the same prompts), so ``arm - baseline`` per seed is a paired sample; its
@@ -95,9 +96,11 @@ def format_table(cells: list[dict], learner, baseline: str | None, manifest: dic
                 row.append("(baseline)" if a == baseline else _fmt_diff(c0))
             rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    n_held = manifest["heldout"]["pairs"]
     lines = [
-        f"learner {manifest['learner']['name']}: held-out {manifest['heldout']['pairs']:,} pairs of "
-        f"{manifest['heldout']['prompts']:,} prompts; {len(manifest['seeds'])} seeds per cell",
+        f"learner {manifest['learner']['name']}: held-out {n_held:,} pairs of "
+        f"{manifest['heldout']['prompts']:,} prompts; {len(manifest['seeds'])} seeds per cell; one accuracy on "
+        f"{n_held:,} pairs also has a sampling margin of up to ±{1.96 * 0.5 / math.sqrt(n_held):.3f} (not in the intervals)",
         "interval: " + manifest["interval"] + ("; lower is better for " + ", ".join(learner.lower_is_better)
                                                if learner.lower_is_better else ""),
         "  ".join(h.ljust(w) for h, w in zip(header, widths)),
