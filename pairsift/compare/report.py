@@ -10,6 +10,11 @@ Paired difference against the baseline arm: the same seed gives both arms the sa
 (per-prompt arms: the same prompts), so ``arm - baseline`` per seed is a paired sample; its
 t-interval and the count of seeds where the arm beats the baseline say whether a difference is
 more than noise. An interval that excludes 0 is the claim holding at that budget.
+
+Label saving (REAL's "fewer labels for the same result"): for each arm's mean at budget N, the
+budget at which the baseline's mean curve reaches the same value, by log-linear interpolation
+between the measured budgets, and ``1 - N / that budget``. A point estimate from the means (no
+interval); outside the measured budgets only a bound (``<25``, ``>920``) is given.
 """
 
 from __future__ import annotations
@@ -35,8 +40,29 @@ def t_interval(values) -> dict:
     return {"n": n, "mean": mean, "sd": sd, "lo": mean - half, "hi": mean + half}
 
 
-def summarise(runs: list[dict], arms: list[str], budgets: list[int], metrics, baseline: str | None) -> list[dict]:
-    """One cell per (arm, budget, metric): statistics over seeds, and the paired difference vs baseline."""
+def equivalent_budget(value: float, curve: list[tuple[int, float]], higher_is_better: bool = True) -> dict:
+    """The budget at which the baseline's mean curve reaches `value` (log-linear interpolation
+    between measured budgets, first crossing), and the label saving ``1 - N / that``; REAL's
+    "fewer labels for the same result". Outside the measured range only a bound is given."""
+    pts = [(b, v if higher_is_better else -v) for b, v in sorted(curve) if v is not None]
+    x = value if higher_is_better else -value
+    if len(pts) < 2:
+        return {"budget": None, "bound": None}
+    if x < pts[0][1]:
+        return {"budget": None, "bound": f"<{pts[0][0]}"}
+    for (b0, v0), (b1, v1) in zip(pts, pts[1:]):
+        if min(v0, v1) <= x <= max(v0, v1) and v1 != v0:
+            t = (x - v0) / (v1 - v0)
+            return {"budget": math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0))), "bound": None}
+    if x > max(v for _, v in pts):
+        return {"budget": None, "bound": f">{pts[-1][0]}"}
+    return {"budget": None, "bound": None}
+
+
+def summarise(runs: list[dict], arms: list[str], budgets: list[int], metrics, baseline: str | None,
+              lower_is_better=()) -> list[dict]:
+    """One cell per (arm, budget, metric): statistics over seeds, the paired difference vs baseline,
+    and (primary metric) the baseline budget that reaches the same mean."""
     by = {}
     for r in runs:
         by.setdefault((r["arm"], r["budget"]), {})[r["seed"]] = r
@@ -57,6 +83,14 @@ def summarise(runs: list[dict], arms: list[str], budgets: list[int], metrics, ba
                         "wins": int(sum(v > 0 for v in d)), "ties": int(sum(v == 0 for v in d)),
                     }
                 cells.append(cell)
+    if baseline:
+        primary = list(metrics)[0]
+        curve = [(c["budget"], c["mean"]) for c in cells if c["arm"] == baseline and c["metric"] == primary]
+        for c in cells:
+            if c["metric"] == primary and c["arm"] != baseline and c["mean"] is not None:
+                eq = equivalent_budget(c["mean"], curve, primary not in lower_is_better)
+                eq["label_saving"] = 1 - c["budget"] / eq["budget"] if eq["budget"] else None
+                c["baseline_equivalent"] = eq
     return cells
 
 
@@ -76,6 +110,15 @@ def _fmt_diff(c: dict) -> str:
     return f"{v['mean']:+.3f}{lo_hi} {v['wins']}/{v['n']}"
 
 
+def _fmt_equiv(c: dict) -> str:
+    eq = c.get("baseline_equivalent")
+    if not eq:
+        return ""
+    if eq["budget"] is None:
+        return eq["bound"] or "-"
+    return f"{eq['budget']:.0f} ({eq['label_saving']:+.0%})"
+
+
 def format_table(cells: list[dict], learner, baseline: str | None, manifest: dict) -> str:
     """The human table: one row per (budget, arm), one column per metric, then the paired difference."""
     metrics = list(learner.metrics)
@@ -86,14 +129,14 @@ def format_table(cells: list[dict], learner, baseline: str | None, manifest: dic
     budgets = sorted({c["budget"] for c in cells})
     header = ["budget", "arm", "runs"] + [f"{m} (95% CI)" for m in shown]
     if baseline:
-        header.append(f"{primary} - {baseline} (95% CI) wins/n")
+        header += [f"{primary} - {baseline} (95% CI) wins/n", f"{baseline} budget for same {primary} (saving)"]
     rows = []
     for b in budgets:
         for a in arms:
             c0 = index[(a, b, primary)]
             row = [str(b), a, str(c0["n"])] + [_fmt(index[(a, b, m)]) for m in shown]
             if baseline:
-                row.append("(baseline)" if a == baseline else _fmt_diff(c0))
+                row += ["(baseline)", ""] if a == baseline else [_fmt_diff(c0), _fmt_equiv(c0)]
             rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     n_held = manifest["heldout"]["pairs"]

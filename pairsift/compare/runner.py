@@ -335,7 +335,7 @@ def compare(
                 f.write(json.dumps(row, sort_keys=True) + "\n")
 
     runs = run(store, p, progress, on_run)
-    cells = summarise(runs, [a.label for a in p.arms], p.budgets, lrn.metrics, p.baseline)
+    cells = summarise(runs, [a.label for a in p.arms], p.budgets, lrn.metrics, p.baseline, lrn.lower_is_better)
     manifest = build_manifest(store, p)
     if title:
         manifest["title"] = title
