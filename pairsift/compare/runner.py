@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..errors import TableNotFound, UsageError
+from ..errors import TableNotFound, UsageError, require
 from ..store.ids import id_keys
 from ..store.schema import SUBSET_MEMBERS
 from ..store.splits import Split, read_split
@@ -155,6 +155,8 @@ def plan(
     embedding: str | None = None,
 ) -> Plan:
     """Validate everything and prepare the runs; only reads the store."""
+    for module in ("sklearn", "scipy", "matplotlib"):  # statistics, the reward head, the plot
+        require(module, "train")
     specs = arms if arms and isinstance(arms[0], ArmSpec) else parse_arms(arms, subsets)
     budget_list = parse_budgets(budgets)
     seed_list = parse_seeds(seeds)
