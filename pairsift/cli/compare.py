@@ -1,13 +1,22 @@
-"""`pairsift split` and `pairsift compare`: hold out prompts, then measure which selection helps."""
+"""`pairsift split` and `pairsift compare`: hold out prompts, then measure which selection helps.
+
+The dpo learner's options are `pairsift train`'s, rendered from :class:`TrainConfig` like there.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import echo_json, store_option
+from ..train.config import LOSSES, TrainConfig
+from .options import F, Progress, config_option, device_option, echo_report, json_option, store_option
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @click.command()
@@ -16,25 +25,28 @@ from .options import echo_json, store_option
               help="Expected share of prompts held out for evaluation (by prompt, never by pair).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the hash that assigns prompts.")
 @click.option("--replace", is_flag=True, help="Replace an existing split made with another seed or fraction.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def split(store, holdout, seed, replace, as_json):
+@json_option("the report")
+def split(store: Store, holdout: float, seed: int, replace: bool, as_json: bool) -> None:
     """Hold out prompts for evaluation: no strategy selects them once the split exists.
 
     A prompt is held out when a hash of (seed, prompt id) falls below --holdout, so the split is
     deterministic and re-running it after ingesting more data keeps every old assignment.
 
-    \b
     Example:
+
+    \b
       pairsift split --holdout 0.2 --seed 0
-      pairsift select easy-half --name easy --embedding minilm   # held-out prompts excluded
+      pairsift split --holdout 0.1 --seed 1 --replace
     """
     from ..compare.split import make_split
 
-    result = make_split(store, holdout=holdout, seed=seed, replace=replace)
-    if as_json:
-        echo_json(result.to_dict())
-        return
-    click.echo(result.summary())
+    echo_report(make_split(store, holdout=holdout, seed=seed, replace=replace), as_json)
+
+
+def _dpo_option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """A dpo-learner option from TrainConfig (None when not given: the config's default applies)."""
+    help_text = "dpo: " + TrainConfig.__dataclass_fields__[name].metadata.get("help", "")
+    return config_option(TrainConfig, name, *decls, from_recipe=True, help=help_text, **kwargs)
 
 
 @click.command()
@@ -49,28 +61,30 @@ def split(store, holdout, seed, replace, as_json):
 @click.option("--learner", type=click.Choice(["reward-head", "dpo"]), default="reward-head", show_default=True,
               help="reward-head: Bradley–Terry on an embedding set (CPU, seconds); dpo: `train` + `eval`.")
 @click.option("--embedding", default=None,
-              help="reward-head: response embedding set [the only one]; also the default of strategies' --embedding.")
-@click.option("--reg", "C", type=float, default=None, help="reward-head: L2 strength C of the logistic fit. [1.0]")
-@click.option("--model", default=None, help="dpo: the policy to train (also the reference by default).")
-@click.option("--ref-model", default=None, help="dpo: reference model. [--model]")
-@click.option("--loss", default=None, help="dpo: any `pairsift train` loss. [sigmoid]")
-@click.option("--beta", type=float, default=None, help="dpo: beta. [0.1]")
-@click.option("--lr", "learning_rate", type=float, default=None, help="dpo: learning rate. [1e-6]")
-@click.option("--epochs", type=float, default=None, help="dpo: passes over each run's pairs. [1]")
-@click.option("--batch-size", type=int, default=None, help="dpo: pairs per batch. [8]")
-@click.option("--max-length", type=int, default=None, help="dpo: prompt+completion tokens. [1024]")
-@click.option("--device", default=None, help="dpo: auto, cpu, cuda. [auto]")
+              help="The reward head's response-embedding set (default: the only one); also the default "
+                   "--embedding of every strategy that takes one.")
+@click.option("--reg", "C", type=float, default=None, help="reward-head: L2 strength C of the logistic fit.  [default: 1.0]")
+@_dpo_option("model")
+@_dpo_option("ref_model")
+@_dpo_option("loss", type=click.Choice(LOSSES))
+@_dpo_option("beta")
+@_dpo_option("learning_rate", "--lr")
+@_dpo_option("epochs")
+@_dpo_option("batch_size")
+@_dpo_option("max_length")
+@device_option(TrainConfig, from_recipe=True)
 @click.option("--keep-runs", is_flag=True, default=None, help="dpo: keep each run's subset and model.")
 @click.option("--baseline", default=None, help="Arm the paired differences are taken against. [random / random-half]")
 @click.option("--eval-pairs", type=int, default=None,
-              help="Score on a fixed hashed sample of this many held-out pairs. [all]")
+              help="Score on a fixed hashed sample of this many held-out pairs (default: all).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Output folder: table.txt, results.json, manifest.json, curve.png.")
+              help="Output folder: table.txt, results.json, manifest.json, curve.png, runs.jsonl.")
 @click.option("--overwrite", is_flag=True, help="Write over an earlier comparison in --out.")
-@click.option("--title", default=None, help="Title of the plot. [the learner and its input]")
-@click.option("--json", "as_json", is_flag=True, help="Print results (cells, runs, manifest) as JSON.")
-def compare(store, strategies, subsets, budgets, seeds, learner, embedding, baseline, eval_pairs, out, overwrite,
-            title, as_json, **learner_options):
+@click.option("--title", default=None, help="Title of the plot (default: the learner and its input).")
+@json_option("the results (cells, runs, manifest)")
+def compare(store: Store, strategies: tuple[str, ...], subsets: tuple[str, ...], budgets: str, seeds: str,
+            learner: str, embedding: str | None, baseline: str | None, eval_pairs: int | None, out: str,
+            overwrite: bool, title: str | None, as_json: bool, **learner_options: Any) -> None:
     """Which selection helps on this data, at what label budget? Train a learner on each strategy's
     pairs at each budget and seed, score it on the held-out pairs, report mean and 95% interval.
 
@@ -79,57 +93,29 @@ def compare(store, strategies, subsets, budgets, seeds, learner, embedding, base
     in which pair it took; pool-level strategies (the halves, map, top) draw N pairs from their own
     selection. Re-running with the same arguments gives the same numbers.
 
-    \b
     Example:
-      pairsift split --holdout 0.2 --seed 0
-      pairsift compare -s easy-half,hard-half,random-half --budgets 100,200,400,max \\
-          --seeds 10 --embedding minilm --out cmp-hh
-      pairsift compare -s easy,hard,centroid,random -s dcrm:logprobs=ref \\
-          --budgets 50,100 --seeds 5 --out cmp-alpaca
-      pairsift compare -s easy,hard,random --budgets 64 --seeds 3 --learner dpo \\
-          --model PATH --out cmp-dpo
+
+    \b
+      pairsift compare -s easy-half,hard-half,random-half --budgets 100,200,max --embedding minilm --out cmp-hh
+      pairsift compare -s easy,hard,random -s dcrm:logprobs=ref -s map:variant=rand@uniform --budgets 50,100 --out cmp
+      pairsift compare -s easy-half,hard-half,random-half --budgets 32 --seeds 3 --learner dpo --model PATH --out cmp-dpo
     """
     from ..compare.runner import compare as run
-    from ..compare.runner import plan as _  # noqa: F401  (import errors surface before the bar)
 
+    given = {k: v for k, v in learner_options.items() if v is not None}
     if learner == "reward-head":
-        opts = {"C": learner_options["C"]}
-        extra = [k for k, v in learner_options.items() if k != "C" and v is not None]
+        opts, extra = {"C": given.pop("C", None)}, sorted(given)
     else:
-        opts = {k: v for k, v in learner_options.items() if k != "C"}
-        extra = ["C"] if learner_options["C"] is not None else []
+        opts, extra = given, (["C"] if "C" in given else [])
+        opts.pop("C", None)
     if extra:
-        flags = ", ".join("--" + ("reg" if k == "C" else k.replace("_", "-")) for k in extra)
+        flags = ", ".join("--" + ("reg" if k == "C" else "lr" if k == "learning_rate" else k.replace("_", "-"))
+                          for k in extra)
         raise click.UsageError(f"--learner {learner} does not take {flags}")
-    bar = _Bar()
-    with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout is for results
-        try:
-            result = run(store, list(strategies), budgets, seeds, learner, out, subsets=list(subsets),
-                         baseline=baseline, eval_pairs=eval_pairs, embedding=embedding, overwrite=overwrite,
-                         title=title, progress=bar, **opts)
-        finally:
-            bar.close()
-    if as_json:
-        echo_json(result.to_dict())
-        return
-    click.echo(result.table)
-    click.echo(f"wrote {', '.join(result.paths.values())}", err=True)
-
-
-class _Bar:
-    """A progress bar over the runs on stderr, created on the first report (after validation)."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc="compare", unit="run", file=sys.stderr, dynamic_ncols=True)
-        self.bar.set_postfix_str(what, refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    with Progress("compare", unit="runs") as bar, contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs
+        result = run(store, list(strategies), budgets, seeds, learner, out, subsets=list(subsets), baseline=baseline,
+                     eval_pairs=eval_pairs, embedding=embedding, overwrite=overwrite, title=title, progress=bar,
+                     **opts)
+    echo_report(result, as_json)
+    if not as_json:
+        click.echo(f"wrote {', '.join(result.paths.values())}", err=True)

@@ -280,7 +280,7 @@ class DPO(Learner):
             if not self.keep_runs:
                 delete_subset(store, run_name)
                 shutil.rmtree(output, ignore_errors=True)
-        r = report["results"][-1]
+        r = report.results[-1]
         return {"accuracy": r["reward_accuracy"], "loss": r["loss"], "margin_beta": r["reward_margin_beta"],
                 "margin_raw": r["reward_margin_no_beta"]}
 

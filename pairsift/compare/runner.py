@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import TableNotFound, UsageError, require
+from ..report import Report
 from ..store.ids import id_keys
 from ..store.schema import SUBSET_MEMBERS
 from ..store.splits import Split, read_split
@@ -267,7 +268,9 @@ def run(store, plan: Plan, progress: Callable[[int, int, str], None] | None = No
 
 
 @dataclass
-class CompareResult:
+class CompareResult(Report):
+    """Every cell's statistics, every run, the manifest, the human table and the files written."""
+
     manifest: dict
     cells: list[dict]
     runs: list[dict]
@@ -276,6 +279,9 @@ class CompareResult:
 
     def to_dict(self) -> dict:
         return {"cells": self.cells, "runs": self.runs, "paths": self.paths, "manifest": self.manifest}
+
+    def summary(self) -> str:
+        return self.table
 
 
 def check_out(out: str | Path | None, overwrite: bool) -> Path | None:

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import TableNotFound, UsageError
+from ..report import Report, plural
 from ..store import Store
 from ..store.ids import id_keys
 from ..store.schema import SPLITS, splits_schema
@@ -53,7 +54,7 @@ def uniform_hash(keys: np.ndarray, seed: int, stream: int = 0) -> np.ndarray:
 
 
 @dataclass
-class SplitResult:
+class SplitResult(Report):
     seed: int
     holdout: float
     prompts: int
@@ -63,14 +64,11 @@ class SplitResult:
     version: int
     created_at: str
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
     def summary(self) -> str:
         share = self.heldout / self.prompts if self.prompts else 0.0
         state = "written" if self.changed else "unchanged (already in the store)"
         return (
-            f"split (seed {self.seed}, holdout {self.holdout}): {self.heldout:,} of {self.prompts:,} prompts "
+            f"split (seed {self.seed}, holdout {self.holdout}): {self.heldout:,} of {plural(self.prompts, 'prompt')} "
             f"held out ({share:.1%}), {self.new_prompts:,} newly assigned; {state}, table 'splits' v{self.version}"
         )
 

@@ -167,7 +167,7 @@ def test_cli_compare(world_store, tmp_path):
     r = runner.invoke(cli, [*base, "-s", "easy,hard", "-s", "random", "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
     assert "budget" in r.stdout and "easy" in r.stdout and "accuracy - random" in r.stdout
-    assert "compare" in r.stderr  # the progress bar
+    assert "wrote " in r.stderr and "results.json" in r.stderr  # stdout carries only the table
     r = runner.invoke(cli, [*base, "-s", "easy,random", "--out", str(tmp_path / "j"), "--json"])
     out = json.loads(r.stdout)
     assert {c["arm"] for c in out["cells"]} == {"easy", "random"} and len(out["runs"]) == 8
