@@ -133,6 +133,7 @@ class Arm:
     context: Context | None = None
     excluded: dict = field(default_factory=dict)  # what the pool dropped, by reason
     fixed: pa.Table | None = None  # a saved subset's members
+    _unseeded: pa.Table | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -142,6 +143,13 @@ class Arm:
         """The members `pairsift select` would save for this seed (SUBSET_MEMBERS columns), rank order."""
         if self.fixed is not None:
             return self.fixed
+        if not self.strategy.uses_seed:  # deterministic strategies pick the same pairs for every seed
+            if self._unseeded is None:
+                self._unseeded = self._pick(seed)
+            return self._unseeded
+        return self._pick(seed)
+
+    def _pick(self, seed: int) -> pa.Table:
         pool = self.pool
         saved = (pool.excluded, pool.prompts_excluded)
         pool.excluded, pool.prompts_excluded = Counter(saved[0]), Counter(saved[1])  # picks may count

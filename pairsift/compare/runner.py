@@ -229,6 +229,12 @@ def plan(
         if n not in out_budgets:
             out_budgets.append(n)
     out_budgets.sort()
+    # Keep only what the largest budget trains on: each arm's picks in draw order, cut at max(N).
+    top = out_budgets[-1]
+    for seed in seed_list:
+        for label, order in draws[seed].order.items():
+            picks[(label, seed)] = picks[(label, seed)].take(pa.array(order[:top]))
+            draws[seed].order[label] = np.arange(min(top, len(order)))
     key = _key({"arms": [a.describe() for a in resolved], "budgets": out_budgets, "seeds": seed_list,
                 "learner": learner.describe(), "versions": versions})
     return Plan(resolved, out_budgets, seed_list, learner, split, versions, heldout, info, picks, draws,
