@@ -28,9 +28,9 @@ def test_real_response_embeddings_equal_a_per_text_reference(tmp_store, smollm2)
 
     put_corpus(tmp_store, n_prompts=3, k=2, extra=[("Human: hi Assistant:", ["", " Sure, here is a longer answer. " * 12])])
     report = embed(tmp_store, str(smollm2), name="smol", max_length=64, batch_tokens=256)
-    prov = report["provenance"]
+    prov = report.provenance
     assert prov["model_class"] == "LlamaModel" and prov["dim"] == 576 and prov["dtype"] == "float32"
-    assert report["blank"] == 1 and report["truncated"] == 1
+    assert report.blank == 1 and report.truncated == 1
     net = transformers.AutoModel.from_pretrained(smollm2, dtype=torch.float32).eval()
     tok = transformers.AutoTokenizer.from_pretrained(smollm2)
     texts = dict(tmp_store.scan("responses").select("response_id", "text").collect().iter_rows())
@@ -71,9 +71,9 @@ def test_logprobs_equal_trl_with_the_chat_template(tmp_store, smollm2, chat):
 
     prompts, responses = put_corpus(tmp_store, n_prompts=3, k=2, chat=chat)
     report = score_logprobs(tmp_store, str(smollm2), name="ref", max_length=192)
-    assert report["chat_template"] is chat
+    assert report.chat_template is chat
     if chat:
-        assert "<|im_start|>" in report["provenance"]["template"]
+        assert "<|im_start|>" in report.provenance["template"]
     got = {r["response_id"]: r for r in tmp_store.scan("logprobs_ref").collect().iter_rows(named=True)}
     by_prompt: dict[str, list] = {}
     for r in responses:
@@ -101,9 +101,9 @@ def test_dpo_train_and_eval(tmp_store, smollm2, tmp_path):
     cfg = TrainConfig(subset="sub", model=str(smollm2), max_steps=1, batch_size=2, logging_steps=1, device="cpu",
                       learning_rate=1e-5, max_length=96, output=str(tmp_path / "run"))
     manifest = train(tmp_store, cfg)
-    assert manifest["log_history"][0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # theta = ref at step 1
+    assert manifest.log_history[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # theta = ref at step 1
     report = evaluate(tmp_store, "held", [str(smollm2), str(tmp_path / "run")], str(smollm2), max_length=96,
                       device="cpu")
-    base, trained = report["results"]
+    base, trained = report.results
     assert base["loss"] == pytest.approx(math.log(2), abs=1e-9) and base["reward_margin_no_beta"] == 0
     assert trained["n_pairs"] == 2 and trained["reward_margin_no_beta"] != 0
