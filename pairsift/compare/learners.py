@@ -281,8 +281,9 @@ class DPO(Learner):
                 delete_subset(store, run_name)
                 shutil.rmtree(output, ignore_errors=True)
         r = report.results[-1]
+        # eval_pairs: the held-out pairs TRL kept at --max-length (it drops prompts that fill it)
         return {"accuracy": r["reward_accuracy"], "loss": r["loss"], "margin_beta": r["reward_margin_beta"],
-                "margin_raw": r["reward_margin_no_beta"]}
+                "margin_raw": r["reward_margin_no_beta"], "eval_pairs": r["n_pairs"]}
 
     def close(self, store):
         from ..select.subsets import delete_subset, subset_exists

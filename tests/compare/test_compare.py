@@ -191,6 +191,7 @@ def test_dpo_learner_trains_and_evaluates_with_the_products_train_and_eval(world
     for r in res.runs:
         assert 0.0 <= r["accuracy"] <= 1.0 and math.isfinite(r["loss"]) and r["n_pairs"] == 4
         assert r["margin_beta"] == pytest.approx(0.1 * r["margin_raw"], rel=1e-6, abs=1e-12)
+        assert 0 < r["eval_pairs"] <= 12
     assert res.manifest["heldout"]["pairs"] == 12 and res.manifest["learner"]["name"] == "dpo"
     assert list_subsets(store) == []  # run and held-out subsets are removed after the comparison
     assert "loss" in (tmp_path / "d" / "table.txt").read_text()
