@@ -207,13 +207,13 @@ def main():
             tok, dt = measure(lambda: run_fixed(ref_net, seqs, device, 8, mode, starts, pad_to=512,
                                                 max_rows=base_rows), device)
             results.append(("reference (fp16, pad 512, batch 8)", tok, dt, flops(tok, order[:base_rows])))
-            del ref_net
+            ref_net = None  # free the weights before the next model loads
             naive_net = build_model(args.smoke, device, torch.float32, causal)
             perm = np.random.default_rng(3).permutation(args.n)
             tok, dt = measure(lambda: run_fixed(naive_net, seqs, device, 32, mode, starts, order=perm,
                                                 max_rows=base_rows), device)
             results.append(("naive HF (fp32, pad longest, batch 32)", tok, dt, flops(tok, perm[:base_rows])))
-            del naive_net
+            naive_net = None
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             nets["ours"] = build_model(args.smoke, device, low, causal)
@@ -225,7 +225,7 @@ def main():
                 rate = tok / dt
                 print(f"   {name:<40} {rate:>12,.0f} real tok/s   MFU {fl / dt / PEAK:6.1%}   "
                       f"ours is {ours_rate / rate:5.2f}x")
-        del nets
+        nets = None
 
 
 if __name__ == "__main__":

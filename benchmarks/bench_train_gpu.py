@@ -34,10 +34,9 @@ from pairsift.store import open_store  # noqa: E402
 
 def make_tokenizer(vocab: int):
     """A byte-level BPE tokenizer trained on the benchmark words (no hub)."""
+    from bench_stream import WORDS
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from bench_stream import WORDS
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 from .report import plural
@@ -53,6 +52,9 @@ def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict[
         manifest, members = load_subset(store, name)
         subsets[name] = {"strategy": strategy, "pairs": members.num_rows, "counts": manifest.counts}
 
+    say("then compare the halves on held-out prompts (reward head on the embeddings)")
+    compared = _compare(store)
+
     cos = f"cos_{DEMO_EMBEDDING}"
     features = store.scan("pair_features").select(cos).collect()[cos]
     return {
@@ -68,7 +70,20 @@ def run_demo(store: Store, say: Callable[[str], None] = lambda s: None) -> dict[
             "max": features.max(),
         },
         "subsets": subsets,
+        "compare": {"table": compared.table, "cells": compared.cells},
     }
+
+
+def _compare(store: Store):
+    """A small `pairsift compare`: easy/hard/random halves, reward head, 5 seeds (seconds)."""
+    from .compare.runner import compare
+    from .compare.split import make_split
+    from .store.splits import read_split
+
+    if read_split(store) is None:
+        make_split(store, holdout=0.2, seed=0)
+    return compare(store, ["easy-half", "hard-half", "random-half"], "25,50,max", 5, "reward-head",
+                   embedding=DEMO_EMBEDDING)
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -87,6 +102,8 @@ def format_summary(result: dict[str, Any]) -> str:
         excluded = ", ".join(f"{k} {v:,}" for k, v in sorted(s["counts"]["excluded"].items()) if v)
         lines.append(f"subset {name} ({s['strategy']}): {plural(s['pairs'], 'pair')} "
                      f"(excluded: {excluded or 'none'})")
+    lines.append("compare (held-out accuracy of a reward head trained on each half):")
+    lines.extend("  " + line for line in result["compare"]["table"].splitlines())
     lines.append(
         "next: pairsift export demo-easy-half --out easy.jsonl   "
         "| pairsift train demo-easy-half --model PATH"

@@ -27,6 +27,9 @@ def test_demo_runs_the_whole_flow_and_reruns_as_a_noop(tmp_path):
     assert easy["pairs"] == hard["pairs"] == candidates // 2
     # blank responses have no embedding: their pairs are counted as excluded, never selected
     assert candidates + easy["counts"]["excluded"].get("null_cos_minilm", 0) == n
+    # it ends with a small `pairsift compare` of the halves on held-out prompts, and prints its table
+    arms = {c["arm"] for c in first["compare"]["cells"]}
+    assert arms == {"easy-half", "hard-half", "random-half"} and all(c["n"] == 5 for c in first["compare"]["cells"])
 
     blank = first["blank_responses"]
     assert blank == first["ingest"]["blank_responses"] > 0  # a fresh store: every blank response is new
@@ -41,6 +44,7 @@ def test_demo_runs_the_whole_flow_and_reruns_as_a_noop(tmp_path):
     # The store's totals, with what this run added beside them: the second run reads like the first.
     assert f"{blank:,} blank response{'s' if blank != 1 else ''} kept and flagged in the store (0 new)" in text
     assert f"subset demo-easy-half (easy-half): {easy['pairs']:,} pairs" in text
+    assert "accuracy - random-half" in text and first["compare"]["table"].splitlines()[-1] in text
 
 
 def test_readme_commands_exist():

@@ -21,7 +21,6 @@ from .options import (
     store_option,
 )
 
-
 if TYPE_CHECKING:
     from ..store import Store
 

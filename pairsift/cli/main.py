@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from . import compute, features, ingest, label, plot, select, store, train
+from . import compare, compute, features, ingest, label, plot, select, store, train
 from .options import PairsiftGroup
 
 
@@ -42,6 +42,7 @@ for command in (
     train.train,
     train.eval_,
     train.stability,
+    compare.split, compare.compare,
     store.demo,
 ):
     cli.add_command(command)

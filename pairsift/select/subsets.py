@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ..errors import TableNotFound, UsageError
 from ..report import plural
-from ..store.schema import SUBSET_MEMBERS
+from ..store.schema import MEMBER_ROWS
 from ..store.sql import check_filter
 from ..store.subsets import (
     SubsetManifest,
@@ -104,9 +104,7 @@ def select(
     selected = len(picks.rows)
     pool.excluded["not_selected"] += candidates - selected - (sum(pool.excluded.values()) - excluded_before)
 
-    # The run column is the store's business (write_subset fills it).
-    layout = pa.schema([f for f in SUBSET_MEMBERS if f.name != "run"])
-    members = members_table(pool, picks.rows, picks.score, name, strat.orientation(p).label_source, layout)
+    members = members_table(pool, picks.rows, picks.score, name, strat.orientation(p).label_source, MEMBER_ROWS)
     prompts_selected = members.column("prompt_id").unique().__len__() if selected else 0
     counts = {
         "rows_read": pool.rows_read,

@@ -230,6 +230,9 @@ SUBSET_MEMBERS = with_version(
         ]
     )
 )
+#: A member row as strategies and `compare` build it: the run is filled in by the store's
+#: subset writer (store/subsets.py), which alone decides which run a manifest names.
+MEMBER_ROWS = pa.schema([f for f in SUBSET_MEMBERS if f.name != "run"], metadata=SUBSET_MEMBERS.metadata)
 
 
 # ---- pair features (written by `pairsift pairs`, read by select / query / export) -------------
@@ -381,3 +384,27 @@ LABELS = with_version(
         ]
     )
 )
+
+
+# ---- the held-out split (written by `pairsift split`, read by select's candidate pool / compare) --
+#
+# One row per prompt known when the split was made: `heldout` true for evaluation prompts. The
+# split's parameters and the versions it read are JSON in the schema metadata under SPLIT_META_KEY:
+# {"seed", "holdout", "method", "created_at" (first made with these parameters), "updated_at",
+#  "store_versions", "counts"}. Every `pairsift split` rewrites the table whole (small: one row
+# per prompt); assignments depend only on (seed, prompt_id), so a re-run keeps every old one.
+
+SPLITS = "splits"
+SPLIT_META_KEY = b"pairsift.split"
+
+
+def splits_schema(meta: dict) -> pa.Schema:
+    schema = pa.schema([id_field("prompt_id"), pa.field("heldout", pa.bool_(), nullable=False)])
+    return with_version(schema).with_metadata(
+        {**with_version(schema).metadata, SPLIT_META_KEY: json.dumps(meta, sort_keys=True).encode()}
+    )
+
+
+def split_meta(schema: pa.Schema) -> dict:
+    raw = (schema.metadata or {}).get(SPLIT_META_KEY)
+    return json.loads(raw) if raw else {}

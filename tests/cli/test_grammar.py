@@ -32,8 +32,9 @@ def test_missing_subset_is_its_own_error(sample_store):
 def test_integrity_error_is_not_a_schema_error():
     assert issubclass(IntegrityError, PairsiftError) and issubclass(IntegrityError, ValueError)
     assert not issubclass(IntegrityError, SchemaError)
-    from pairsift.store.ids import id_keys
     import pyarrow as pa
+
+    from pairsift.store.ids import id_keys
 
     with pytest.raises(IntegrityError, match="32 lowercase hex"):
         id_keys(pa.array(["not-an-id"]))

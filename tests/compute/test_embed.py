@@ -14,8 +14,8 @@ import pytest
 
 from pairsift.errors import UsageError
 from pairsift.store.schema import provenance
-from tests.conftest import REPO
 from tests.compute.helpers import put_corpus, tiny_bert_dir, tiny_gpt2_dir
+from tests.conftest import REPO
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -196,8 +196,8 @@ def test_resume_after_kill_9(tmp_store, models_dir):
 def test_missing_minilm_names_install_line(monkeypatch):
     import builtins
 
-    from pairsift.errors import MissingDependency
     from pairsift.compute import models
+    from pairsift.errors import MissingDependency
 
     real_import = builtins.__import__
 

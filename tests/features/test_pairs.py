@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from pairsift.errors import IntegrityError, TableNotFound, UsageError
 from pairsift.features.pairs import TABLE, build_pairs
-from pairsift.store.schema import features_meta as read_meta
 from pairsift.store import open_store
 from pairsift.store.ids import pair_id, prompt_id, response_id
 from pairsift.store.schema import PAIRS, PROMPTS, RESPONSES, embeddings_schema, logprobs_schema, rewards_schema
+from pairsift.store.schema import features_meta as read_meta
 from tests.select.reference import levenshtein
 
 MISSING = "missing"  # no row in the set's table (vs None: a row with a null value)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 from click.testing import CliRunner
+
 from pairsift.cli import cli
 from pairsift.errors import SchemaError, TableNotFound, UsageError
 from pairsift.features.pairs import build_pairs

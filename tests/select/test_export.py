@@ -158,26 +158,21 @@ def test_streamed_export_equals_the_whole_frame_export(tmp_store, tmp_path, chat
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_export_with_missing_texts_writes_nothing(tmp_store, tmp_path):
+def test_export_with_missing_texts_writes_nothing(tmp_store, tmp_path, monkeypatch):
+    import pairsift.select.export as ex
+    from pairsift.errors import TableNotFound
+
     write_world(tmp_store, random_world(np.random.default_rng(8), 6))
     select(tmp_store, "hard", "h", embedding=EMB)
     manifest, _ = load_subset(tmp_store, "h")
-    # Texts gone at the recorded version: drop the tag-pinned version by pointing the manifest at
-    # a version of `responses` that has no rows.
+    # Texts gone at the recorded version: point the manifest export reads at a version of
+    # `responses` that has no rows.
     tmp_store.table("responses").delete("true")
     bad = dict(manifest["store_versions"], responses=tmp_store.table("responses").version)
-    import pairsift.select.export as ex
-
     real = ex.read_manifest
-    ex_load = lambda store, name: real(store, name).with_changes(store_versions=bad)
-    try:
-        ex.read_manifest = ex_load
-        from pairsift.errors import TableNotFound
-
-        with pytest.raises(TableNotFound, match="texts of 6 pairs are missing"):
-            export(tmp_store, "h", tmp_path / "x.jsonl", batch_rows=2)
-    finally:
-        ex.read_manifest = real
+    monkeypatch.setattr(ex, "read_manifest", lambda store, name: real(store, name).with_changes(store_versions=bad))
+    with pytest.raises(TableNotFound, match="texts of 6 pairs are missing"):
+        export(tmp_store, "h", tmp_path / "x.jsonl", batch_rows=2)
     assert list(tmp_path.iterdir()) == [tmp_path / "store"]
 
 

@@ -151,8 +151,8 @@ def test_select_never_imports_torch(world_store):
 def test_strategy_whose_input_is_missing_everywhere_says_what_to_run(tmp_store):
     """HH has labels but no scores: dcrm without --reward must explain, not save an empty subset."""
     from pairsift.errors import UsageError
-    from pairsift.ingest.pipeline import ingest
     from pairsift.features.pairs import build_pairs
+    from pairsift.ingest.pipeline import ingest
     from pairsift.select.subsets import select, subset_exists
     from tests.conftest import HH_SAMPLE
     from tests.select.test_select_shared import add_fake_sets

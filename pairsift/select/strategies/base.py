@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from ...errors import UsageError
 from ...store.ids import id_keys
+from ...store.splits import read_split
 
 #: The contract's fixed columns (never listed as features in error messages).
 BASE_COLUMNS = ["pair_id", "prompt_id", "a_id", "b_id", "label", "label_source", "orientable", "tie"]
@@ -373,6 +374,10 @@ def build_pool(store, strategy: Strategy, p: dict[str, Any], version: int, where
         pool.excluded["dataset"] += rows_total - in_scope
     if where:
         pool.excluded["where"] += in_scope - df.height
+    split = read_split(store)
+    if split is not None:  # held-out prompts are for evaluation only (`pairsift split`)
+        pool.drop(np.isin(pool.df["_g"].to_numpy(), split.prompt_keys), "not_in_split")
+        pool.drop(~np.isin(pool.df["_g"].to_numpy(), split.heldout_keys), "held_out")
 
     if orient.margin:
         pool.require(orient.margin)
