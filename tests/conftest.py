@@ -27,6 +27,12 @@ def shared_file(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """Where the tiny models (pairsift.compute.tiny) are built: once per test run, then reused."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture
 def tmp_store(tmp_path):
     from pairsift.store import open_store

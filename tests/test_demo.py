@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from pairsift.cli import cli
@@ -12,6 +13,7 @@ from pairsift.demo import format_summary
 from tests.conftest import HH_SAMPLE, REPO
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_flow_and_reruns_as_a_noop(tmp_path):
     store = str(tmp_path / "store")
     runner = CliRunner()

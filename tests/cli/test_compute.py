@@ -18,9 +18,9 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> str:
+def model(models_dir) -> str:
     """A tiny GPT-2 whose config says n_positions=128 (its context)."""
-    return str(tiny_gpt2_dir(tmp_path_factory.mktemp("models")))
+    return str(tiny_gpt2_dir(models_dir))
 
 
 @pytest.fixture
@@ -32,40 +32,55 @@ def corpus(tmp_path) -> str:
     return uri
 
 
-def cli_in_fresh_process(args: list[str]) -> tuple[int, str, bool]:
-    """(exit code, output, whether torch was imported) of `pairsift ARGS` in a new interpreter."""
+def cli_in_fresh_process(runs: list[list[str]]) -> list[tuple[int, str, bool]]:
+    """(exit code, output, whether torch was imported so far) of each `pairsift ARGS` in `runs`,
+    run in order in ONE new interpreter (a fresh process is where an import shows)."""
     code = textwrap.dedent(f"""
         import sys
         from click.testing import CliRunner
         from pairsift.cli import cli
-        res = CliRunner().invoke(cli, {args!r})
-        print(res.output)
-        print("EXIT", res.exit_code, "TORCH", "torch" in sys.modules)
+        for args in {runs!r}:
+            res = CliRunner().invoke(cli, args)
+            print(res.output)
+            print("EXIT", res.exit_code, "TORCH", "torch" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout
-    tail = out.strip().splitlines()[-1].split()
-    return int(tail[1]), out, tail[3] == "True"
+    results, chunk = [], []
+    for line in out.splitlines():
+        if line.startswith("EXIT "):
+            tail = line.split()
+            results.append((int(tail[1]), "\n".join(chunk), tail[3] == "True"))
+            chunk = []
+        else:
+            chunk.append(line)
+    assert len(results) == len(runs), out
+    return results
 
 
-@pytest.mark.parametrize("command", [["embed"], ["score", "logprobs"]], ids=["embed", "logprobs"])
-def test_rerun_with_nothing_left_does_not_load_the_model(corpus, model, command):
-    args = [*command, "--store", corpus, "--model", model, "--name", "t", "--device", "cpu"]
-    first = CliRunner().invoke(cli, [*args, "--json"])
-    assert first.exit_code == 0, first.output
-    report = json.loads(first.stdout)
-    assert report["written"] == 6 and report["model_loaded"] is True
+COMMANDS = {"embed": ["embed"], "logprobs": ["score", "logprobs"]}
 
-    code, out, torch_loaded = cli_in_fresh_process(args)
-    assert code == 0, out
-    assert "nothing to do, all 6 rows already there" in out and "model was not loaded" in out
-    assert not torch_loaded, "the re-run imported torch: it loaded the model"
 
-    # A changed setup is still refused, and still without loading anything.
-    code, out, torch_loaded = cli_in_fresh_process([*args, "--max-length", "32"])
-    assert code == 1 and "max_length: 128 -> 32" in out and "--name" in out
-    assert not torch_loaded
-    res = CliRunner().invoke(cli, [*args, "--dtype", "float16"])
-    assert res.exit_code == 1 and "dtype: 'float32' -> 'float16'" in res.stderr
+def test_rerun_with_nothing_left_does_not_load_the_model(corpus, model):
+    args = {k: [*c, "--store", corpus, "--model", model, "--name", "t", "--device", "cpu"] for k, c in COMMANDS.items()}
+    for a in args.values():
+        first = CliRunner().invoke(cli, [*a, "--json"])
+        assert first.exit_code == 0, first.output
+        report = json.loads(first.stdout)
+        assert report["written"] == 6 and report["model_loaded"] is True
+
+    # Re-runs with nothing left, then a changed setup (refused, still without loading anything).
+    runs = [*args.values(), *([*a, "--max-length", "32"] for a in args.values())]
+    results = cli_in_fresh_process(runs)
+    for code, out, torch_loaded in results[:2]:
+        assert code == 0, out
+        assert "nothing to do, all 6 rows already there" in out and "model was not loaded" in out
+        assert not torch_loaded, "the re-run imported torch: it loaded the model"
+    for code, out, torch_loaded in results[2:]:
+        assert code == 1 and "max_length: 128 -> 32" in out and "--name" in out
+        assert not torch_loaded
+    for a in args.values():
+        res = CliRunner().invoke(cli, [*a, "--dtype", "float16"])
+        assert res.exit_code == 1 and "dtype: 'float32' -> 'float16'" in res.stderr
 
 
 def test_logprobs_max_length_defaults_to_the_model_context(corpus, model):

@@ -179,6 +179,7 @@ def test_cli_compare(world_store, tmp_path):
     assert "Example:" in runner.invoke(cli, ["compare", "--help"]).output
 
 
+@pytest.mark.slow
 def test_dpo_learner_trains_and_evaluates_with_the_products_train_and_eval(world_store, tmp_path):
     pytest.importorskip("trl")
     from tests.train.helpers import save_tiny

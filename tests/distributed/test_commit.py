@@ -97,6 +97,7 @@ def _racer(uri: str, writer: str, start, chunks: list[tuple[int, int]]) -> int:
     return added
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_the_same_keys_lose_and_duplicate_nothing(tmp_path):
     uri = new_table(tmp_path)
     ctx = mp.get_context("spawn")  # Lance is not fork-safe

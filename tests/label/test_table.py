@@ -141,15 +141,3 @@ def test_processes_racing_to_create_the_table_lose_no_confirmed_label(tmp_path, 
             confirmed = pool.map(_create_and_label, [(uri, opts, f"w{i}", at) for i in range(6)], chunksize=1)
             ids = read(Store(uri, opts))["label_id"].to_list()
             assert sorted(ids) == sorted(confirmed) and len(set(ids)) == 6, trial
-
-
-def test_the_label_room_never_imports_training_or_models():
-    import subprocess
-    import sys
-
-    code = ("import sys, pairsift.label.importing, pairsift.label.resolve, pairsift.label.stats, "
-            "pairsift.label.formats, pairsift.label.server.app; "
-            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'pairsift.train', 'pairsift.cli') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"

@@ -101,7 +101,7 @@ def test_every_strategy_matches_reference_on_fixture(tmp_store):
     check_against(tmp_store, rows, "c", ref.centroid(rows, COS, vectors_of(world), seed=7), tol=1e-5)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31),
     n=st.integers(1, 25),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import copy
+import functools
 import json
+import shutil
+import tempfile
 from datetime import datetime, timezone
 
 import numpy as np
@@ -121,6 +126,12 @@ CHAT_TEMPLATE = (
 
 
 def tiny_tokenizer():
+    """A fresh copy of the tiny byte-level BPE tokenizer (trained once per test run)."""
+    return copy.deepcopy(_tiny_tokenizer())
+
+
+@functools.lru_cache(maxsize=1)
+def _tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -152,9 +163,17 @@ def tiny_model(tok, seed: int = 0):
 
 
 def save_tiny(path, seed: int = 0):
-    """A tiny model + tokenizer saved to `path` (so CLI and path-based loading can be tested)."""
-    tok = tiny_tokenizer()
-    model = tiny_model(tok, seed)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
+    """A tiny model + tokenizer saved to `path` (so CLI and path-based loading can be tested);
+    built once per test run and seed, then copied."""
+    shutil.copytree(_saved_tiny(seed), path, dirs_exist_ok=True)
     return str(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _saved_tiny(seed: int) -> str:
+    path = tempfile.mkdtemp(prefix=f"pairsift-tiny-{seed}-")
+    atexit.register(shutil.rmtree, path, True)
+    tok = tiny_tokenizer()
+    tiny_model(tok, seed).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

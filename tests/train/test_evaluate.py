@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from pairsift.store import open_store
 from pairsift.train.config import TrainConfig
 from pairsift.train.evaluate import evaluate, expand_checkpoints, preference_metrics
 from pairsift.train.run import load_model, load_tokenizer, train
@@ -18,8 +19,12 @@ from .helpers import build_corpus, save_subset, save_tiny
 BETA = 0.1
 
 
-@pytest.fixture
-def trained(tmp_store, tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One trained tiny run shared by the module's tests (they only read it, or add subsets of
+    their own names)."""
+    tmp_path = tmp_path_factory.mktemp("trained")
+    tmp_store = open_store(tmp_path / "store")
     corpus = build_corpus(tmp_store, n_prompts=12, k=2)
     save_subset(tmp_store, "sub", corpus, prompt_idx=[1, 2, 4, 6, 7, 10, 11])  # disjoint from "held"
     held = save_subset(tmp_store, "held", corpus, prompt_idx=[0, 3, 5, 8, 9], flip={3, 9})

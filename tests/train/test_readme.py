@@ -36,6 +36,7 @@ def test_the_readme_shows_every_train_form():
     assert readme_commands("eval")
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_every_readme_train_and_eval_command_runs(tmp_path, monkeypatch):
     from click.testing import CliRunner

@@ -81,6 +81,7 @@ def test_unlabelled_subset_is_refused(subset_store, tmp_path):
               tokenizer=tiny_tokenizer())
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("loss", ["sigmoid", "rpo"])
 def test_stories260k_step1_is_ln2(subset_store, tmp_path, loss):
@@ -147,6 +148,7 @@ def test_every_shipped_recipe_loads_and_validates():
 # ---- CLI ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_train_eval_stability(subset_store, tmp_path, monkeypatch):
     from click.testing import CliRunner
 

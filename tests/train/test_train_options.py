@@ -31,6 +31,7 @@ def _config(tmp_path, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_tensorboard_writes_event_files_with_the_loss(store, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -55,6 +56,7 @@ def test_a_short_run_logs_its_final_loss(store, tmp_path):
     assert "last logged loss" in report.summary()
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_against_the_base_with_adapters_disabled(store, tmp_path, monkeypatch):
     """--use-peft: no second model is loaded (TRL's reference = adapters off); step 1 is ln 2; only
     the adapters move; the run folder holds adapters that eval loads like any checkpoint."""
@@ -120,6 +122,7 @@ def test_model_card_names_base_loss_subset_and_versions(store, tmp_path, loss, s
 # ---- real weights: stories260K (small, default run) and SmolLM2 (slow) -----------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("loss", ["sigmoid", "rpo-diagonal"])
 def test_stories260k_lora(store, tmp_path, loss):
