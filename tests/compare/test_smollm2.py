@@ -20,7 +20,7 @@ from tests.compute.helpers import put_corpus
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-pytestmark = [pytest.mark.slow, pytest.mark.shared]
+pytestmark = [pytest.mark.slow, pytest.mark.shared, pytest.mark.llm]
 
 
 def test_real_response_embeddings_equal_a_per_text_reference(tmp_store, smollm2):

@@ -139,6 +139,7 @@ def test_stories260k_lora(store, tmp_path, loss):
 
 @pytest.mark.slow
 @pytest.mark.shared
+@pytest.mark.llm
 def test_smollm2_lora_trains_and_evaluates(store, tmp_path, smollm2):
     config = _config(tmp_path, model=str(smollm2), use_peft=True, lora_r=8, lora_target_modules="all-linear",
                      learning_rate=1e-3, logging_steps=1, max_steps=2, max_length=128, batch_size=2)
