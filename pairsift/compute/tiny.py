@@ -59,38 +59,28 @@ def _trained_tokenizer():
 
 
 def tiny_gpt2_dir(root: Path, seed: int = 0) -> Path:
-    """A 2-layer GPT-2 with random weights, saved with its tokenizer; returns the directory."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    path = Path(root) / f"tiny-gpt2-{seed}"
-    if (path / "config.json").exists():
-        return path
-    tok = tiny_tokenizer()
-    torch.manual_seed(seed)
-    cfg = GPT2Config(
-        vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id,
-    )
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    """A 2-layer GPT-2 causal LM with random weights, saved with its tokenizer; returns the directory."""
+    return _tiny_gpt2(Path(root) / f"tiny-gpt2-{seed}", seed, "GPT2LMHeadModel")
 
 
 def tiny_reward_dir(root: Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    """The same GPT-2 with a one-output sequence-classification (reward) head."""
+    return _tiny_gpt2(Path(root) / f"tiny-rm-{seed}", seed, "GPT2ForSequenceClassification", num_labels=1)
 
-    path = Path(root) / f"tiny-rm-{seed}"
+
+def _tiny_gpt2(path: Path, seed: int, model_class: str, **config) -> Path:
+    import torch
+    import transformers
+
     if (path / "config.json").exists():
         return path
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
-    cfg = GPT2Config(
-        vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2, num_labels=1,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id,
+    cfg = transformers.GPT2Config(
+        vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id, **config,
     )
-    GPT2ForSequenceClassification(cfg).save_pretrained(path)
+    getattr(transformers, model_class)(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
