@@ -145,7 +145,7 @@ def test_resume_after_crash_mid_run(tmp_store, models_dir):
         if len(calls) == 6:
             # Chunks are committed by a writer thread: crash once one is in (what the test needs).
             for _ in range(600):
-                if tmp_store.count("embeddings_r"):
+                if tmp_store.has_table("embeddings_r") and tmp_store.count("embeddings_r"):
                     break
                 time.sleep(0.05)
             raise KeyboardInterrupt
@@ -155,7 +155,9 @@ def test_resume_after_crash_mid_run(tmp_store, models_dir):
     partial = tmp_store.scan("embeddings_r").collect()
     assert 0 < partial.height < 60
     report = embed(tmp_store, str(path), name="r", batch_tokens=100, chunk_rows=5)
-    assert report.already_done == partial.height and report.written == 60 - partial.height
+    # The writer thread may land the chunk it was committing after the interrupt surfaced: the
+    # re-run skips whatever is committed, and writes exactly the rest.
+    assert report.already_done >= partial.height and report.already_done + report.written == 60
     ids = tmp_store.scan("embeddings_r").select("id").collect().get_column("id")
     responses = tmp_store.scan("responses").select("response_id").collect().get_column("response_id")
     assert ids.n_unique() == ids.len() == 60 and set(ids) == set(responses)
