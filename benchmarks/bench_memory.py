@@ -62,6 +62,8 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
     samples: list[tuple[float, int, int]] = []  # (t, rss, output bytes)
     stop = threading.Event()
 
+    trace = open(Path(log_path).with_suffix(".rss"), "w")  # noqa: SIM115 - samples survive a killed parent
+
     def sample():
         while not stop.is_set():
             try:
@@ -69,12 +71,17 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
             except psutil.Error:
                 break
             samples.append((time.perf_counter() - t0, rss, _size(out_file)))
+            trace.write("%.1f %d %d\n" % samples[-1])
+            trace.flush()
             stop.wait(0.2)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     lines = []
+    progress_log = open(Path(log_path).with_suffix(".progress"), "w")  # noqa: SIM115
     for line in proc.stdout:
+        progress_log.write(line)
+        progress_log.flush()
         if line.startswith("{"):
             d = json.loads(line)
             d["t_parent"] = time.perf_counter() - t0
@@ -82,6 +89,8 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
     rc = proc.wait()
     stop.set()
     thread.join()
+    trace.close()
+    progress_log.close()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc != 0:
         raise SystemExit(f"child failed ({rc}): {' '.join(cmd)}\n{Path(log_path).read_text()[-3000:]}")
