@@ -500,7 +500,12 @@ def old_export(store, name, out):
     ids = ["prompt_id", "pair_id", "a_id", "b_id", "chosen_id", "rejected_id", "label_source", "rank", "score"]
     feature_cols = [c for c in df.columns if c not in set(ids) | {"p_text", "p_msgs", "a_text", "a_msgs", "b_text",
                                                                    "b_msgs"}]
-    df = df.select(*texts, *ids, *feature_cols)
+    # Issue 15 (after issue 12) orients a labelled export's features chosen-minus-rejected; the
+    # baseline does the same over its whole frame, so the two outputs stay comparable byte for byte.
+    from pairsift.select.orient import oriented
+
+    feats = oriented(feature_cols, pl.when(a_chosen).then(1).otherwise(-1)) if labelled else feature_cols
+    df = df.select(*texts, *ids, *feats)
     fmt = guess_format(out)
     out = Path(out)
     if fmt == "hf":
