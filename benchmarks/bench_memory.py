@@ -10,8 +10,9 @@ code it replaced, on the real AlpacaEval responses and on synthetic 1M/6M-pair s
 
 Each run is its own child process; the parent samples the child's RSS (psutil, every 0.2 s) and
 reads the progress the child prints, so "RSS at 25%" is the peak RSS seen until 25% of the input
-rows were done (for `query`/`export`: 25% of the output bytes written). Peak RSS is the child's
-``ru_maxrss``. Every sub-command runs OUR code and a BASELINE in the same invocation:
+rows were done (for `query`/`export`: 25% of the output bytes written). Peak RSS is the highest
+sample. The samples and the child's progress lines are also streamed to ``<out>/<job>-<impl>.rss``
+and ``.progress`` as they come, so a run that is killed or times out still leaves its trace. Every sub-command runs OUR code and a BASELINE in the same invocation:
 
 - ``embed`` / ``score``: the baseline is a faithful copy of the pre-issue-12 job loop (kept below,
   since the product no longer has it): the whole window tokenised in one call, and a pa.Table per
