@@ -10,8 +10,9 @@ code it replaced, on the real AlpacaEval responses and on synthetic 1M/6M-pair s
 
 Each run is its own child process; the parent samples the child's RSS (psutil, every 0.2 s) and
 reads the progress the child prints, so "RSS at 25%" is the peak RSS seen until 25% of the input
-rows were done (for `query`/`export`: 25% of the output bytes written). Peak RSS is the child's
-``ru_maxrss``. Every sub-command runs OUR code and a BASELINE in the same invocation:
+rows were done (for `query`/`export`: 25% of the output bytes written). Peak RSS is the highest
+sample. The samples and the child's progress lines are also streamed to ``<out>/<job>-<impl>.rss``
+and ``.progress`` as they come, so a run that is killed or times out still leaves its trace. Every sub-command runs OUR code and a BASELINE in the same invocation:
 
 - ``embed`` / ``score``: the baseline is a faithful copy of the pre-issue-12 job loop (kept below,
   since the product no longer has it): the whole window tokenised in one call, and a pa.Table per
@@ -62,6 +63,8 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
     samples: list[tuple[float, int, int]] = []  # (t, rss, output bytes)
     stop = threading.Event()
 
+    trace = open(Path(log_path).with_suffix(".rss"), "w")  # noqa: SIM115 - samples survive a killed parent
+
     def sample():
         while not stop.is_set():
             try:
@@ -69,12 +72,17 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
             except psutil.Error:
                 break
             samples.append((time.perf_counter() - t0, rss, _size(out_file)))
+            trace.write("%.1f %d %d\n" % samples[-1])
+            trace.flush()
             stop.wait(0.2)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     lines = []
+    progress_log = open(Path(log_path).with_suffix(".progress"), "w")  # noqa: SIM115
     for line in proc.stdout:
+        progress_log.write(line)
+        progress_log.flush()
         if line.startswith("{"):
             d = json.loads(line)
             d["t_parent"] = time.perf_counter() - t0
@@ -82,6 +90,8 @@ def run_child(args: list[str], log_path: Path, out_file: Path | None = None, env
     rc = proc.wait()
     stop.set()
     thread.join()
+    trace.close()
+    progress_log.close()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc != 0:
         raise SystemExit(f"child failed ({rc}): {' '.join(cmd)}\n{Path(log_path).read_text()[-3000:]}")
@@ -491,7 +501,12 @@ def old_export(store, name, out):
     ids = ["prompt_id", "pair_id", "a_id", "b_id", "chosen_id", "rejected_id", "label_source", "rank", "score"]
     feature_cols = [c for c in df.columns if c not in set(ids) | {"p_text", "p_msgs", "a_text", "a_msgs", "b_text",
                                                                    "b_msgs"}]
-    df = df.select(*texts, *ids, *feature_cols)
+    # Issue 15 (after issue 12) orients a labelled export's features chosen-minus-rejected; the
+    # baseline does the same over its whole frame, so the two outputs stay comparable byte for byte.
+    from pairsift.select.orient import oriented
+
+    feats = oriented(feature_cols, pl.when(a_chosen).then(1).otherwise(-1)) if labelled else feature_cols
+    df = df.select(*texts, *ids, *feats)
     fmt = guess_format(out)
     out = Path(out)
     if fmt == "hf":
