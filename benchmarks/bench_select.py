@@ -118,7 +118,7 @@ def head_ratio(df: pl.DataFrame, key: str, ratio: float, descending: bool) -> pl
 
 def z(c: str) -> pl.Expr:
     x = pl.col(c).abs()
-    return (x - x.mean()) / x.std(ddof=0)  # population std, as METHODS.md
+    return (x - x.mean()) / x.std(ddof=0)  # population std (docs/METHODS.md §3)
 
 
 def dcrm(margin: str, edit: str | None, dsum: str | None) -> pl.Expr:
