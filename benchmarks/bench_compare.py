@@ -34,6 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import cpu_seconds as cpu  # noqa: E402
+
 from pairsift.compare.learners import RewardHead  # noqa: E402
 from pairsift.compare.runner import compare, heldout_pairs  # noqa: E402
 from pairsift.compare.split import make_split  # noqa: E402
@@ -44,11 +46,6 @@ from pairsift.store.splits import read_split  # noqa: E402
 
 STRATEGIES = ["easy-half", "hard-half", "random-half", "random"]
 BUDGETS = [100, 200, 400, 800]
-
-
-def cpu() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def ours(store, embedding: str, seeds: int, out: Path) -> tuple[float, float, dict]:

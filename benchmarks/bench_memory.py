@@ -43,6 +43,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from common import load_average as load_avg  # noqa: E402
+
 ALPACA = REPO.parent / "shared" / "data" / "alpaca-eval-multiresponse" / "dev.jsonl.gz"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -137,10 +140,6 @@ def rss_at(run: dict, fractions=(0.25, 0.5, 1.0), by_output: bool = False) -> di
         reached = any(f >= x - 1e-9 for _, _, f in frac)
         out[f"{int(x * 100)}%"] = round(max(seen) / 1e9, 3) if seen and reached else None
     return out
-
-
-def load_avg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # ---- the child: one job, progress on stdout --------------------------------------------------------

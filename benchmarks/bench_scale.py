@@ -39,12 +39,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import load_str as load  # noqa: E402
+
 ALPACA = REPO.parent / "shared" / "data" / "alpaca-eval-multiresponse" / "dev.jsonl.gz"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def load() -> str:
-    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 class Clock:
@@ -195,8 +193,7 @@ def bench_pairs(args) -> dict:
 
     path = Path(args.out) / f"synth-{args.prompts}"
     if not (path / "embeddings_synth.lance").exists():
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from synth_store import build
+        from common import build_synth_store as build
 
         shutil.rmtree(path, ignore_errors=True)
         print(build(str(path), args.prompts, extras=False), flush=True)
