@@ -74,7 +74,13 @@ def run_all(store, rows, world, seed=0):
     results = {}
     for i, (strategy, params, want) in enumerate(cases):
         name = f"t{i}"
-        result = select(store, strategy, name, seed=seed, **params)
+        try:
+            result = select(store, strategy, name, seed=seed, **params)
+        except UsageError as e:
+            # Every candidate lacks the strategy's input (e.g. all NaN rewards): an error naming
+            # the column and the command, where the reference returns nothing.
+            assert "no candidate pair has a value in" in str(e) and not want, (strategy, params, e)
+            continue
         got = check_against(store, rows, name, want)
         c = result.counts
         assert c["selected"] + sum(c["excluded"].values()) == c["rows_read"] == len(rows), (strategy, c)
