@@ -78,9 +78,10 @@ def summarise(runs: list[dict], arms: list[str], budgets: list[int], metrics, ba
                     common = sorted(set(seeds) & set(base))
                     d = [seeds[s][metric] - base[s][metric] for s in common]
                     diff = t_interval(d)
+                    better = (lambda v: v < 0) if metric in lower_is_better else (lambda v: v > 0)
                     cell["vs_baseline"] = {
                         "baseline": baseline, "n": diff["n"], "mean": diff["mean"], "lo": diff["lo"], "hi": diff["hi"],
-                        "wins": int(sum(v > 0 for v in d)), "ties": int(sum(v == 0 for v in d)),
+                        "wins": int(sum(better(v) for v in d)), "ties": int(sum(v == 0 for v in d)),
                     }
                 cells.append(cell)
     if baseline:

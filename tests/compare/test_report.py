@@ -44,3 +44,16 @@ def test_equivalent_budget_lower_is_better():
     curve = [(10, 0.69), (100, 0.60)]
     assert equivalent_budget(0.645, curve, higher_is_better=False)["budget"] == pytest.approx(math.sqrt(1000))
     assert equivalent_budget(0.70, curve, higher_is_better=False)["bound"] == "<10"
+
+
+def test_a_win_on_a_loss_is_a_lower_loss():
+    """Per-seed wins follow the metric's direction: a lower loss wins, a higher accuracy wins."""
+    runs = []
+    for seed in range(4):
+        runs.append({"arm": "random", "budget": 10, "seed": seed, "accuracy": 0.5, "loss": 0.69})
+        lower = seed < 3  # three seeds with a lower loss and a higher accuracy, one with neither
+        runs.append({"arm": "easy", "budget": 10, "seed": seed, "accuracy": 0.6 if lower else 0.4,
+                     "loss": 0.60 if lower else 0.75})
+    cells = summarise(runs, ["easy", "random"], [10], ["accuracy", "loss"], "random", lower_is_better=("loss",))
+    by_metric = {c["metric"]: c["vs_baseline"] for c in cells if c["arm"] == "easy"}
+    assert by_metric["accuracy"]["wins"] == 3 and by_metric["loss"]["wins"] == 3
