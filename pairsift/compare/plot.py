@@ -4,6 +4,7 @@ global state, so plotting is safe in threads and never opens a window."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 PRETTY = {"accuracy": "held-out preference accuracy", "log_loss": "held-out log-loss",
@@ -28,9 +29,15 @@ def plot_curves(cells: list[dict], arms: list[str], learner, path: str | Path, t
             color = f"C{i % 10}"
             ax.plot(x, y, marker="o", ms=4, lw=1.8, color=color, label=arm)
             band = [(c["budget"], c["lo"], c["hi"]) for c in pts if c["lo"] is not None]
-            if band:
+            if len(band) > 1:
                 bx, lo, hi = zip(*band)
                 ax.fill_between(bx, lo, hi, color=color, alpha=0.18, lw=0)
+            elif band:  # one budget: a band over one x is invisible, so error bars, side by side
+                (bx, lo, hi), = band
+                mean = next(c["mean"] for c in pts if c["budget"] == bx)
+                dodge = bx * 0.03 * (i - (len(arms) - 1) / 2)
+                ax.errorbar([bx + dodge], [mean], yerr=[[mean - lo], [hi - mean]], color=color, capsize=4, lw=1.2,
+                            marker="o", ms=4)
         if len(budgets) > 1 and budgets[-1] / max(budgets[0], 1) >= 8:
             ax.set_xscale("log")
         ax.set_xticks(budgets, [str(b) for b in budgets])
@@ -42,7 +49,9 @@ def plot_curves(cells: list[dict], arms: list[str], learner, path: str | Path, t
             ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
     axes[0].legend(fontsize=8, frameon=False)
     n = max((c["n"] for c in cells), default=0)
-    fig.suptitle(f"{title or learner.title()}: mean and 95% t-interval over {n} seeds", fontsize=10)
+    text = f"{title or learner.title()}: mean and 95% t-interval over {n} seeds"
+    # Wrapped to the figure's width (about 13 characters per inch at 10 pt), never clipped.
+    fig.suptitle(textwrap.fill(text, width=int(13 * 5.2 * len(metrics))), fontsize=10)
     path = Path(path)
     fig.savefig(path)
     return path

@@ -57,3 +57,17 @@ def test_a_win_on_a_loss_is_a_lower_loss():
     cells = summarise(runs, ["easy", "random"], [10], ["accuracy", "loss"], "random", lower_is_better=("loss",))
     by_metric = {c["metric"]: c["vs_baseline"] for c in cells if c["arm"] == "easy"}
     assert by_metric["accuracy"]["wins"] == 3 and by_metric["loss"]["wins"] == 3
+
+
+def test_curve_with_one_budget_and_a_long_title(tmp_path):
+    """One budget still shows its interval (an error bar), and a long title is wrapped."""
+    from types import SimpleNamespace
+
+    from pairsift.compare.plot import plot_curves
+
+    runs = [{"arm": arm, "budget": 12, "seed": s, "accuracy": 0.5 + 0.05 * s + (arm == "easy") * 0.1,
+             "loss": 0.69 - 0.01 * s} for arm in ("easy", "random") for s in range(3)]
+    cells = summarise(runs, ["easy", "random"], [12], ["accuracy", "loss"], "random", lower_is_better=("loss",))
+    learner = SimpleNamespace(metrics=("accuracy", "loss"), title=lambda: "dpo")
+    out = plot_curves(cells, ["easy", "random"], learner, tmp_path / "c.png", title="x" * 60 + " " + "y" * 200)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
