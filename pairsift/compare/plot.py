@@ -27,8 +27,9 @@ def plot_curves(cells: list[dict], arms: list[str], learner, path: str | Path, t
             x = [c["budget"] for c in pts]
             y = [c["mean"] for c in pts]
             color = f"C{i % 10}"
-            ax.plot(x, y, marker="o", ms=4, lw=1.8, color=color, label=arm)
             band = [(c["budget"], c["lo"], c["hi"]) for c in pts if c["lo"] is not None]
+            if len(pts) != 1 or not band:
+                ax.plot(x, y, marker="o", ms=4, lw=1.8, color=color, label=arm)
             if len(band) > 1:
                 bx, lo, hi = zip(*band)
                 ax.fill_between(bx, lo, hi, color=color, alpha=0.18, lw=0)
@@ -37,7 +38,7 @@ def plot_curves(cells: list[dict], arms: list[str], learner, path: str | Path, t
                 mean = next(c["mean"] for c in pts if c["budget"] == bx)
                 dodge = bx * 0.03 * (i - (len(arms) - 1) / 2)
                 ax.errorbar([bx + dodge], [mean], yerr=[[mean - lo], [hi - mean]], color=color, capsize=4, lw=1.2,
-                            marker="o", ms=4)
+                            marker="o", ms=4, label=arm)
         if len(budgets) > 1 and budgets[-1] / max(budgets[0], 1) >= 8:
             ax.set_xscale("log")
         ax.set_xticks(budgets, [str(b) for b in budgets])
