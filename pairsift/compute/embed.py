@@ -52,6 +52,24 @@ class EmbedReport(ComputeReport):
     _COUNTS: ClassVar[dict[str, str]] = {"blank": "blank", "truncated": "truncated"}
 
 
+def embed_target(store: Store, model: str | Loaded | None, target: str, name: str | None) -> tuple[str | Loaded, str]:
+    """(model, set name) of an embed job, checked before any model loads: the target table exists
+    (else "run `pairsift ingest` first"), the model defaults to MiniLM for prompts only, the set
+    name defaults to the model's (``prompt_`` first for prompts). Shared by every executor."""
+    if target not in ("responses", "prompts"):
+        raise UsageError(f"--target {target!r}: use 'responses' or 'prompts'")
+    if model is None:
+        if target == "responses":
+            raise UsageError("--model is required for response embeddings (e.g. microsoft/phi-1_5)")
+        model = MINILM
+    if name is None:
+        base = default_set_name(model.provenance.get("model", "model") if isinstance(model, Loaded) else model)
+        name = f"prompt_{base}" if target == "prompts" else base
+    sets.check_name(name)
+    store.table(target)
+    return model, name
+
+
 def embed(
     store: Store,
     model: str | Loaded | None = None,
@@ -78,23 +96,11 @@ def embed(
     `max_length` defaults to the model's own (sentence-transformers' ``max_seq_length``, else its
     context, at most 2048); a value above the model's context is refused.
     """
-    if target not in ("responses", "prompts"):
-        raise UsageError(f"--target {target!r}: use 'responses' or 'prompts'")
-    if model is None:
-        if target == "responses":
-            raise UsageError("--model is required for response embeddings (e.g. microsoft/phi-1_5)")
-        model = MINILM
     if pooling is not None and pooling not in POOLINGS:
         raise UsageError(f"--pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
-    model_name = model.provenance.get("model", "model") if isinstance(model, Loaded) else model
-    if name is None:
-        base = default_set_name(model_name)
-        name = f"prompt_{base}" if target == "prompts" else base
-    sets.check_name(name)
+    model, name = embed_target(store, model, target, name)
     table_name = f"embeddings_{name}"
     started = time.perf_counter()
-
-    store.table(target)  # fail before loading the model: "run `pairsift ingest` first"
     key = "response_id" if target == "responses" else "prompt_id"
     files = None if isinstance(model, Loaded) else inspect_model(model)
     if files is not None:

@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import PairsiftError, UsageError
+from ...errors import PairsiftError
 from .. import sets
 from ..config import DEFAULTS
-from ..models import MINILM, default_set_name
+from ..embed import embed_target
+from ..models import default_set_name
 from .cluster import (
     RayConfig,
     connect,
@@ -77,17 +78,7 @@ def embed_ray(
     progress: Callable[[int, int], None] | None = None,
 ) -> ScaledEmbedReport:
     """:func:`pairsift.compute.embed.embed` on a Ray cluster: the same set, rows and report fields."""
-    if target not in ("responses", "prompts"):
-        raise UsageError(f"--target {target!r}: use 'responses' or 'prompts'")
-    if model is None:
-        if target == "responses":
-            raise UsageError("--model is required for response embeddings (e.g. microsoft/phi-1_5)")
-        model = MINILM
-    if name is None:
-        base = default_set_name(model)
-        name = f"prompt_{base}" if target == "prompts" else base
-    sets.check_name(name)
-    store.table(target)
+    model, name = embed_target(store, model, target, name)
     spec = JobSpec("embed", model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length, target=target,
                    pooling=pooling, append_eos=append_eos)
     return _run(store, spec, name, device, chunk_rows, ray, progress)
