@@ -258,18 +258,7 @@ def _build(store, labelled_only, embeddings, logprobs, rewards, rebuild, block_r
     old_meta: dict = {}
     old_sets = FeatureSets()
     if exists:
-        old_meta = features_meta(ds_old.schema)
-        if old_meta.get("mode", mode) != mode:
-            raise UsageError(
-                f"table '{TABLE}' holds {old_meta['mode']} pairs; run `pairsift pairs` "
-                f"{'with' if old_meta['mode'] == 'labelled' else 'without'} --labelled-only, or pass --rebuild"
-            )
-        old_sets = meta_sets(old_meta)
-        for t in old_sets.tables():
-            if not store.has_table(t):
-                raise IntegrityError(
-                    f"table '{TABLE}' has features from '{t}', which is gone: pass --rebuild to recompute without it"
-                )
+        old_meta, old_sets = existing_sets(store, ds_old.schema, mode)
     sets = old_sets.union(requested)
     new_sets = sets.minus(old_sets) if exists else FeatureSets()
     report.feature_sets = {"embeddings": list(sets.embeddings), "logprobs": list(sets.logprobs), "rewards": list(sets.rewards)}
@@ -355,6 +344,24 @@ def _build(store, labelled_only, embeddings, logprobs, rewards, rebuild, block_r
     report.pairs_total = store.count(TABLE)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def existing_sets(store: Store, schema: pa.Schema, mode: str) -> tuple[dict, FeatureSets]:
+    """(metadata, feature sets) of the existing ``pair_features`` table, checked against this run:
+    the same pair mode, and every input set still in the store."""
+    meta = features_meta(schema)
+    if meta.get("mode", mode) != mode:
+        raise UsageError(
+            f"table '{TABLE}' holds {meta['mode']} pairs; run `pairsift pairs` "
+            f"{'with' if meta['mode'] == 'labelled' else 'without'} --labelled-only, or pass --rebuild"
+        )
+    sets = meta_sets(meta)
+    for t in sets.tables():
+        if not store.has_table(t):
+            raise IntegrityError(
+                f"table '{TABLE}' has features from '{t}', which is gone: pass --rebuild to recompute without it"
+            )
+    return meta, sets
 
 
 def _in_storage_order(todo: pl.DataFrame, sets: FeatureSets) -> pl.DataFrame:

@@ -46,11 +46,11 @@ from ..compute.distributed.cluster import (
     worker_storage_options,
 )
 from ..compute.distributed.commit import FragmentCommitter, Staged, write_staged
-from ..errors import PairsiftError, SchemaError, UsageError
+from ..errors import PairsiftError, UsageError
 from ..store import Store
 from ..store.ids import id_keys
 from ..store.schema import PAIR_FEATURES as TABLE
-from ..store.schema import FeatureSets, features_meta, meta_sets, pair_features_schema
+from ..store.schema import FeatureSets, pair_features_schema
 from .kernels import Inputs, block_table
 from .pairs import (
     PairsReport,
@@ -60,6 +60,7 @@ from .pairs import (
     _prefetched,
     _provenance,
     _resolve,
+    existing_sets,
 )
 
 #: Responses per task (their small columns, ~100 bytes each, are what a task holds whole).
@@ -113,18 +114,7 @@ def build_pairs_ray(
                 "which a distributed job never makes (a concurrent append would be lost); run `pairsift pairs "
                 "--rebuild` without --executor ray"
             )
-        old_meta = features_meta(store.dataset(TABLE).schema)
-        if old_meta.get("mode", mode) != mode:
-            raise UsageError(
-                f"table '{TABLE}' holds {old_meta['mode']} pairs; run `pairsift pairs` "
-                f"{'with' if old_meta['mode'] == 'labelled' else 'without'} --labelled-only, or pass --rebuild"
-            )
-        old_sets = meta_sets(old_meta)
-        for t in old_sets.tables():
-            if not store.has_table(t):
-                raise SchemaError(
-                    f"table '{TABLE}' has features from '{t}', which is gone: pass --rebuild to recompute without it"
-                )
+        old_meta, old_sets = existing_sets(store, store.dataset(TABLE).schema, mode)
     sets = old_sets.union(requested)
     new = sets.minus(old_sets) if exists else FeatureSets()
     if new:
