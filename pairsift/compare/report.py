@@ -141,10 +141,16 @@ def format_table(cells: list[dict], learner, baseline: str | None, manifest: dic
             rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     n_held = manifest["heldout"]["pairs"]
+    scored = manifest["heldout"].get("scored")  # fewer when the learner drops some (TRL at --max-length)
+    scored_min = min(scored) if isinstance(scored, list) else scored
+    n_scored = scored_min if scored_min is not None and scored_min < n_held else n_held
+    kept = f" ({scored if isinstance(scored, int) else f'{scored[0]:,}-{scored[-1]:,}'} scored)" \
+        if n_scored < n_held else ""
     lines = [
-        f"learner {manifest['learner']['name']}: held-out {n_held:,} pairs of "
+        f"learner {manifest['learner']['name']}: held-out {n_held:,} pairs{kept} of "
         f"{manifest['heldout']['prompts']:,} prompts; {len(manifest['seeds'])} seeds per cell; one accuracy on "
-        f"{n_held:,} pairs also has a sampling margin of up to ±{1.96 * 0.5 / math.sqrt(n_held):.3f} (not in the intervals)",
+        f"{n_scored:,} pairs also has a sampling margin of up to ±{1.96 * 0.5 / math.sqrt(n_scored):.3f} "
+        "(not in the intervals)",
         "interval: " + manifest["interval"] + ("; lower is better for " + ", ".join(learner.lower_is_better)
                                                if learner.lower_is_better else ""),
         "  ".join(h.ljust(w) for h, w in zip(header, widths)),

@@ -351,6 +351,9 @@ def compare(
     runs = run(store, p, progress, on_run)
     cells = summarise(runs, [a.label for a in p.arms], p.budgets, lrn.metrics, p.baseline, lrn.lower_is_better)
     manifest = build_manifest(store, p)
+    scored = sorted({r["eval_pairs"] for r in runs if r.get("eval_pairs") is not None})
+    if scored:  # the dpo learner: TRL drops held-out pairs that do not fit --max-length
+        manifest["heldout"]["scored"] = scored[0] if len(scored) == 1 else scored
     if title:
         manifest["title"] = title
     table = format_table(cells, lrn, p.baseline, manifest)

@@ -71,3 +71,23 @@ def test_curve_with_one_budget_and_a_long_title(tmp_path):
     learner = SimpleNamespace(metrics=("accuracy", "loss"), title=lambda: "dpo")
     out = plot_curves(cells, ["easy", "random"], learner, tmp_path / "c.png", title="x" * 60 + " " + "y" * 200)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_header_counts_the_pairs_actually_scored():
+    """TRL drops held-out pairs that do not fit --max-length: the header and the sampling margin
+    use the pairs scored, not the pairs sampled."""
+    from types import SimpleNamespace
+
+    from pairsift.compare.report import format_table
+
+    runs = [{"arm": arm, "budget": 12, "seed": s, "accuracy": 0.5, "loss": 0.69, "eval_pairs": 27}
+            for arm in ("easy", "random") for s in range(2)]
+    cells = summarise(runs, ["easy", "random"], [12], ["accuracy", "loss"], "random", lower_is_better=("loss",))
+    learner = SimpleNamespace(metrics=("accuracy", "loss"), lower_is_better=("loss",))
+    manifest = {"learner": {"name": "dpo"}, "heldout": {"pairs": 32, "prompts": 32, "scored": 27}, "seeds": [0, 1],
+                "interval": "95% t"}
+    header = format_table(cells, learner, "random", manifest).splitlines()[0]
+    assert "held-out 32 pairs (27 scored)" in header
+    assert f"±{1.96 * 0.5 / math.sqrt(27):.3f}" in header
+    del manifest["heldout"]["scored"]
+    assert f"±{1.96 * 0.5 / math.sqrt(32):.3f}" in format_table(cells, learner, "random", manifest)
