@@ -236,7 +236,6 @@ class DPO(Learner):
         return {}
 
     def prepare(self, store, heldout, versions, prefix):
-        from ..select.subsets import delete_subset, subset_exists
         from ..train.run import load_model, load_tokenizer
 
         self._tmp = self.work_dir or tempfile.mkdtemp(prefix="pairsift-compare-")
@@ -245,8 +244,7 @@ class DPO(Learner):
         self._tok = load_tokenizer(ref)
         self._ref = load_model(ref)
         self._heldout = f"{prefix}-heldout"
-        if subset_exists(store, self._heldout):
-            delete_subset(store, self._heldout)
+        drop_leftovers(store, prefix)
         self._save(store, heldout, self._heldout, versions, "compare-heldout")
 
     def _save(self, store, members: pa.Table, name: str, versions: dict[str, int], strategy: str) -> None:
@@ -323,3 +321,15 @@ def make_learner(name: str, **options) -> Learner:
         flags = ", ".join("--" + k.replace("_", "-") for k in extra)
         raise UsageError(f"--learner {name} does not take {flags}")
     return cls(**opts)
+
+
+def drop_leftovers(store, prefix: str) -> list[str]:
+    """Delete the temporary subsets (``PREFIX-...``) an interrupted run of the same comparison
+    left (a killed dpo compare cannot remove its own); return their names. `prefix` carries the
+    comparison's key, so other comparisons' and the user's subsets are never touched."""
+    from ..store.subsets import delete_subset, read_manifests
+
+    names = sorted({m.name for m in read_manifests(store) if m.name.startswith(f"{prefix}-")})
+    for name in names:
+        delete_subset(store, name)
+    return names

@@ -15,7 +15,7 @@ from pairsift.compare.split import make_split, uniform_hash
 from pairsift.errors import TableNotFound, UsageError
 from pairsift.select.subsets import list_subsets, load_subset, select
 from pairsift.store.ids import id_keys
-from tests.select.strategy_data import EMB, write_world
+from tests.select.strategy_data import EMB, random_world, write_world
 
 from .conftest import signal_world
 
@@ -196,3 +196,15 @@ def test_dpo_learner_trains_and_evaluates_with_the_products_train_and_eval(world
     assert res.manifest["heldout"]["pairs"] == 12 and res.manifest["learner"]["name"] == "dpo"
     assert list_subsets(store) == []  # run and held-out subsets are removed after the comparison
     assert "loss" in (tmp_path / "d" / "table.txt").read_text()
+
+
+def test_a_rerun_removes_what_an_interrupted_dpo_comparison_left(tmp_store):
+    """A killed dpo compare leaves its temporary subsets; the same comparison removes them when it
+    starts again, and touches nothing else (another comparison's, the user's)."""
+    from pairsift.compare.learners import drop_leftovers
+
+    write_world(tmp_store, random_world(np.random.default_rng(4), 12))
+    for name in ("cmp-0123abcd-heldout", "cmp-0123abcd-easy-n4-s0", "cmp-0123abce-heldout", "mine"):
+        select(tmp_store, "easy", name, embedding=EMB)
+    assert drop_leftovers(tmp_store, "cmp-0123abcd") == ["cmp-0123abcd-easy-n4-s0", "cmp-0123abcd-heldout"]
+    assert sorted(m.name for m in list_subsets(tmp_store)) == ["cmp-0123abce-heldout", "mine"]
