@@ -95,8 +95,8 @@ def test_dpo_train_and_eval(tmp_store, smollm2, tmp_path):
     from pairsift.train.run import train
     from tests.train.helpers import build_corpus, save_subset
 
-    corpus = build_corpus(tmp_store, n_prompts=4, k=2, chat=True)
-    save_subset(tmp_store, "sub", corpus)
+    corpus = build_corpus(tmp_store, n_prompts=6, k=2, chat=True)
+    save_subset(tmp_store, "sub", corpus, prompt_idx=[1, 2, 4, 5])  # disjoint from "held" (eval checks it)
     save_subset(tmp_store, "held", corpus, prompt_idx=[0, 3], flip={3})
     cfg = TrainConfig(subset="sub", model=str(smollm2), max_steps=1, batch_size=2, logging_steps=1, device="cpu",
                       learning_rate=1e-5, max_length=96, output=str(tmp_path / "run"))
