@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,29 @@ def smollm2() -> Path:
         SMOL_CACHE.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(script), str(SMOL_CACHE)], check=True)
     return SMOL_CACHE
+
+
+#: The bucket every object-store test writes under (each test picks its own prefix).
+S3_BUCKET = "pairsift-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 protocol server (moto) on 127.0.0.1 with bucket S3_BUCKET, once per test run;
+    yields the store's storage options (credentials, region, endpoint, allow_http)."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(Bucket=S3_BUCKET)
+    yield {**creds, "region": "us-east-1", "endpoint": endpoint, "allow_http": "true"}
+    server.stop()

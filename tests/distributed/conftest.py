@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 
@@ -35,36 +34,21 @@ def ray_address():
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory):
+def models(models_dir):
     """Tiny random-weight models (GPT-2 LM, GPT-2 reward model, BERT encoder), saved once."""
     pytest.importorskip("torch")
     from tests.compute.helpers import tiny_bert_dir, tiny_gpt2_dir, tiny_reward_dir
 
-    root = tmp_path_factory.mktemp("models")
-    return {"lm": tiny_gpt2_dir(root), "rm": tiny_reward_dir(root), "bert": tiny_bert_dir(root)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return {"lm": tiny_gpt2_dir(models_dir), "rm": tiny_reward_dir(models_dir), "bert": tiny_bert_dir(models_dir)}
 
 
 @pytest.fixture(scope="session")
-def s3():
-    """A moto S3 server on 127.0.0.1 with a bucket; yields (endpoint, credentials-as-environment)."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
-                 aws_secret_access_key="test").create_bucket(Bucket="pairsift-ray")
+def s3(s3_server):
+    """The session's moto S3 server (tests/conftest.py) as (endpoint, credentials-as-environment)."""
+    endpoint = s3_server["endpoint"]
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true"}
-    yield endpoint, env
-    server.stop()
+    return endpoint, env
 
 
 def run_driver(code: str, env: dict | None = None, timeout: int = 420) -> subprocess.CompletedProcess:

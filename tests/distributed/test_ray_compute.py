@@ -15,6 +15,7 @@ import pytest
 from pairsift.errors import UsageError
 from pairsift.store import open_store
 from tests.compute.helpers import put_corpus
+from tests.conftest import S3_BUCKET
 from tests.distributed.conftest import assert_same_table, run_cli, run_driver
 
 pytestmark = pytest.mark.ray
@@ -156,7 +157,7 @@ def test_s3_store_with_credentials_from_the_environment(tmp_path, ray_address, m
     endpoint, env = s3
     opts = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region": "us-east-1",
             "endpoint": endpoint, "allow_http": "true"}
-    uri = "s3://pairsift-ray/embed-store"
+    uri = f"s3://{S3_BUCKET}/embed-store"
     remote, local = open_store(uri, opts), open_store(tmp_path / "local")
     for s in (remote, local):
         put_corpus(s, n_prompts=10, k=3)

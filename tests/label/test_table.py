@@ -19,7 +19,7 @@ from pairsift.label.table import (
     rows_table,
     update_existing,
 )
-from tests.concurrency.conftest import s3_server  # noqa: F401 - the moto S3 server fixture
+from tests.conftest import S3_BUCKET
 
 
 def _row(pair: str, who: str, rnd: int = 0, choice: str = "a", undone: bool = False, t: int = 0) -> dict:
@@ -78,7 +78,7 @@ def _writer(uri: str, opts, worker: int, start: float, out) -> None:
 def _store_uri(backend: str, tmp_path, request) -> tuple[str, dict | None]:
     if backend == "local":
         return str(tmp_path / "store"), None
-    return f"s3://pairsift-conc/{uuid.uuid4().hex}", request.getfixturevalue("s3_server")
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex}", request.getfixturevalue("s3_server")
 
 
 @pytest.mark.slow

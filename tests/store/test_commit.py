@@ -16,20 +16,7 @@ from pairsift.store import PROMPTS, TableStage, content_id
 from pairsift.store.commit import create_table
 from pairsift.store.schema import embeddings_schema
 
-
-def prompts(*texts: str) -> pa.Table:
-    n = len(texts)
-    return pa.table(
-        {
-            "prompt_id": [content_id(t) for t in texts],
-            "text": list(texts),
-            "messages": [None] * n,
-            "dataset": ["d"] * n,
-            "split": ["train"] * n,
-            "meta": [None] * n,
-        },
-        schema=PROMPTS,
-    )
+from .helpers import prompts
 
 
 def race(fns) -> list:

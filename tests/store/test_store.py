@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -21,21 +21,9 @@ from pairsift.store import (
 )
 from pairsift.store.ids import SeenKeys
 from pairsift.store.schema import VERSION_KEY
+from tests.conftest import S3_BUCKET
 
-
-def prompts(*texts: str) -> pa.Table:
-    n = len(texts)
-    return pa.table(
-        {
-            "prompt_id": [content_id(t) for t in texts],
-            "text": list(texts),
-            "messages": [None] * n,
-            "dataset": ["d"] * n,
-            "split": ["train"] * n,
-            "meta": [None] * n,
-        },
-        schema=PROMPTS,
-    )
+from .helpers import prompts
 
 
 def test_writer_commits_once_per_table(tmp_store):
@@ -123,31 +111,12 @@ def test_seen_keys_matches_a_set(batches):
     assert len(seen) == len(ref)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_object_store_uri_with_storage_options():
+def test_object_store_uri_with_storage_options(s3_server):
     """A real S3 protocol round trip (moto's server), storage options passed through."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
-            Bucket="pairsift-test"
-        )
-        opts = {**creds, "region": "us-east-1", "endpoint": endpoint, "allow_http": "true"}
-        store = open_store("s3://pairsift-test/store", opts)
-        with store.writer() as w:
-            w.append("prompts", prompts("a", "b"), PROMPTS)
-        again = open_store("s3://pairsift-test/store", opts)
-        assert again.count("prompts") == 2
-        assert again.info()["tables"]["prompts"]["version"] == 2
-    finally:
-        server.stop()
+    uri = f"s3://{S3_BUCKET}/{uuid.uuid4().hex}"
+    store = open_store(uri, s3_server)
+    with store.writer() as w:
+        w.append("prompts", prompts("a", "b"), PROMPTS)
+    again = open_store(uri, s3_server)
+    assert again.count("prompts") == 2
+    assert again.info()["tables"]["prompts"]["version"] == 2
